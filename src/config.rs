@@ -1,0 +1,125 @@
+//! Reactor configuration: limits and timings, with the original's defaults.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// How a [`Reactor`](crate::Reactor) limits, keeps and times out connections.
+///
+/// The defaults are those of POE::Component::Client::Keepalive 0.272. Build one
+/// with [`Config::default`] and the `with_*` setters:
+///
+/// ```
+/// use std::time::Duration;
+/// let config = keepalive::Config::default()
+///     .with_max_per_host(8)
+///     .with_keep_alive(Duration::from_secs(30));
+/// assert_eq!(config.max_per_host, 8);
+/// ```
+///
+/// [`Reactor::new`](crate::Reactor::new) validates it and names the first bad
+/// field in [`Error::InvalidConfig`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// At most this many connections per pool key, connecting plus lent.
+    /// Requests over the limit wait in FIFO order. Default 4; must be ≥ 1.
+    pub max_per_host: usize,
+    /// At most this many sockets in all: connecting, lent and idle. A request
+    /// that waits only because of this limit closes the least recently used
+    /// idle socket of another key to make room. Default 128; must be ≥ 1.
+    pub max_open: usize,
+    /// How long a freed connection stays idle in the pool before it is closed.
+    /// Default 15 s; must be at least 1 ms.
+    pub keep_alive: Duration,
+    /// Default request timeout, from `allocate` to the outcome, queue wait
+    /// included. A request may set its own. Default 120 s.
+    pub timeout: Duration,
+    /// Local address every socket binds to before connecting, unless the
+    /// request names its own. Default none: the kernel picks.
+    pub bind_address: Option<IpAddr>,
+    /// Set `TCP_NODELAY` on every socket. Default on: a pooled connection
+    /// usually carries request/response traffic, where Nagle only adds delay.
+    pub nodelay: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_per_host: 4,
+            max_open: 128,
+            keep_alive: Duration::from_secs(15),
+            timeout: Duration::from_secs(120),
+            bind_address: None,
+            nodelay: true,
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`max_per_host`](Config::max_per_host).
+    pub fn with_max_per_host(mut self, n: usize) -> Self {
+        self.max_per_host = n;
+        self
+    }
+
+    /// Sets [`max_open`](Config::max_open).
+    pub fn with_max_open(mut self, n: usize) -> Self {
+        self.max_open = n;
+        self
+    }
+
+    /// Sets [`keep_alive`](Config::keep_alive).
+    pub fn with_keep_alive(mut self, d: Duration) -> Self {
+        self.keep_alive = d;
+        self
+    }
+
+    /// Sets [`timeout`](Config::timeout).
+    pub fn with_timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+
+    /// Sets [`bind_address`](Config::bind_address).
+    pub fn with_bind_address(mut self, addr: IpAddr) -> Self {
+        self.bind_address = Some(addr);
+        self
+    }
+
+    /// Sets [`nodelay`](Config::nodelay).
+    pub fn with_nodelay(mut self, on: bool) -> Self {
+        self.nodelay = on;
+        self
+    }
+
+    /// Checks every field; the error names the first one that is out of range.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |field, reason| Err(Error::InvalidConfig { field, reason });
+        if self.max_per_host == 0 {
+            return bad("max_per_host", "must be at least 1");
+        }
+        if self.max_open == 0 {
+            return bad("max_open", "must be at least 1");
+        }
+        // Slot and request indices are u32 inside the pool.
+        if self.max_open > u32::MAX as usize / 2 {
+            return bad("max_open", "must be below 2^31");
+        }
+        if self.keep_alive < Duration::from_millis(1) {
+            return bad("keep_alive", "must be at least 1 ms");
+        }
+        if crate::time::millis_ceil(self.keep_alive) > crate::time::MAX_DELAY_MS
+            || crate::time::millis_ceil(self.timeout) > crate::time::MAX_DELAY_MS
+        {
+            let field = if crate::time::millis_ceil(self.keep_alive) > crate::time::MAX_DELAY_MS {
+                "keep_alive"
+            } else {
+                "timeout"
+            };
+            return bad(field, "must be below 10 years");
+        }
+        Ok(())
+    }
+}

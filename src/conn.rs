@@ -1,0 +1,303 @@
+//! The lent connection: a nonblocking TCP stream that goes back to its pool.
+//!
+//! A [`Connection`] owns its socket while lent, but the socket stays
+//! registered with the reactor's poller the whole time (token = slot), so
+//! lending and returning cost no `epoll_ctl`. Dropping a connection queues it
+//! for return in memory shared with the reactor; the next tick takes it back.
+//!
+//! # Knowing whether a returned socket is clean without asking the kernel
+//!
+//! A socket may only be pooled if nothing is waiting in its receive queue. The
+//! connection notes the reactor's tick whenever a read returns `WouldBlock`
+//! (the queue was empty then). Any byte that arrives later wakes the poller in
+//! a later tick, which the reactor notes on the slot. At return, "drained at
+//! tick ≥ last readiness tick" proves the queue is empty with no syscall;
+//! otherwise the reactor peeks once.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::rc::Rc;
+
+use mio::net::TcpStream;
+
+use crate::event::FromCache;
+
+/// Names a connection while its socket lives, and tags its
+/// [`Readiness`](crate::Readiness) events. Generational: a later socket in
+/// the same slot gets a different id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+}
+
+impl fmt::Debug for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConnId({}.{})", self.index, self.generation)
+    }
+}
+
+/// State shared by a reactor and the connections it lent.
+pub(crate) struct Shared {
+    /// Counts the reactor's polls; see the module docs.
+    pub(crate) tick: Cell<u64>,
+    /// Connections dropped since the last tick.
+    pub(crate) returned: RefCell<Vec<Returned>>,
+    /// Cleared when the reactor is dropped: returns then just close.
+    pub(crate) alive: Cell<bool>,
+}
+
+impl Shared {
+    pub(crate) fn new() -> Rc<Shared> {
+        Rc::new(Shared {
+            tick: Cell::new(0),
+            returned: RefCell::new(Vec::new()),
+            alive: Cell::new(true),
+        })
+    }
+}
+
+/// A connection on its way back to the reactor.
+pub(crate) struct Returned {
+    pub(crate) id: ConnId,
+    pub(crate) stream: TcpStream,
+    /// False after `close()`, EOF or an I/O error.
+    pub(crate) reusable: bool,
+    /// Tick of the last read that found the receive queue empty.
+    pub(crate) drained_at: Option<u64>,
+}
+
+/// A connection lent by a [`Reactor`](crate::Reactor).
+///
+/// Read and write it like a nonblocking `TcpStream`: calls return
+/// `WouldBlock` instead of waiting, and a [`Readiness`](crate::Readiness)
+/// event with this connection's [`id`](Connection::id) comes from the
+/// reactor's `poll` when it is worth trying again.
+///
+/// Give it back with [`Reactor::free`](crate::Reactor::free), or just drop
+/// it: either returns it to the pool if it is clean (no unread data, no EOF,
+/// no error), and closes it otherwise. Call [`close`](Connection::close) to
+/// make sure it is never reused, e.g. after a protocol error.
+///
+/// # Using your own poller
+///
+/// The socket is already registered with the reactor, and stays so. To wait
+/// on it in your own `mio::Poll` instead, register the connection there (it
+/// implements [`mio::event::Source`] by file descriptor, so one socket can
+/// sit in both pollers), and deregister it before you free it; the reactor's
+/// own `Ready` events for it can then be ignored.
+pub struct Connection {
+    stream: Option<TcpStream>,
+    id: ConnId,
+    shared: Rc<Shared>,
+    from_cache: Option<FromCache>,
+    peer: SocketAddr,
+    drained_at: Option<u64>,
+    reusable: bool,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        stream: TcpStream,
+        id: ConnId,
+        shared: Rc<Shared>,
+        from_cache: Option<FromCache>,
+        peer: SocketAddr,
+    ) -> Connection {
+        // A pooled socket had an empty receive queue when this tick polled,
+        // or readiness would have closed it; a new one is unknown.
+        let drained_at = from_cache.map(|_| shared.tick.get());
+        Connection {
+            stream: Some(stream),
+            id,
+            shared,
+            from_cache,
+            peer,
+            drained_at,
+            reusable: true,
+        }
+    }
+
+    /// This connection's id, as its `Ready` events carry it.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// Whether it came from the pool: `Immediate`, `Deferred`, or `None` for
+    /// a new connection.
+    pub fn from_cache(&self) -> Option<FromCache> {
+        self.from_cache
+    }
+
+    /// The remote address. No syscall.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The local address (one `getsockname`).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.stream()?.local_addr()
+    }
+
+    /// Whether returning it now could pool it: no `close()`, EOF or error so
+    /// far. (The reactor still checks for unread data.)
+    pub fn is_reusable(&self) -> bool {
+        self.reusable
+    }
+
+    /// Marks the connection as never to be reused and returns it; the
+    /// reactor closes the socket and frees its slot for the next request.
+    pub fn close(mut self) {
+        self.reusable = false;
+    }
+
+    /// Takes the connection apart for its return.
+    pub(crate) fn into_returned(mut self) -> Option<Returned> {
+        let stream = self.stream.take()?;
+        Some(Returned {
+            id: self.id,
+            stream,
+            reusable: self.reusable,
+            drained_at: self.drained_at,
+        })
+    }
+
+    pub(crate) fn shared(&self) -> &Rc<Shared> {
+        &self.shared
+    }
+
+    fn stream(&self) -> io::Result<&TcpStream> {
+        self.stream
+            .as_ref()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
+    }
+
+    /// Notes what an I/O result says about the socket's health and queue.
+    fn observe<T>(&mut self, result: &io::Result<T>, eof: bool) {
+        match result {
+            Ok(_) if eof => self.reusable = false,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => self.reusable = false,
+        }
+    }
+}
+
+impl Read for Connection {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        let result = stream.read(buf);
+        match &result {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.drained_at = Some(self.shared.tick.get());
+            }
+            _ => {
+                let eof = matches!(result, Ok(0)) && !buf.is_empty();
+                self.observe(&result, eof);
+            }
+        }
+        result
+    }
+}
+
+impl Write for Connection {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        let result = stream.write(buf);
+        self.observe(&result, false);
+        result
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        let result = stream.write_vectored(bufs);
+        self.observe(&result, false);
+        result
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsRawFd for Connection {
+    fn as_raw_fd(&self) -> RawFd {
+        self.stream.as_ref().map_or(-1, |s| s.as_raw_fd())
+    }
+}
+
+impl AsFd for Connection {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.stream {
+            Some(s) => s.as_fd(),
+            // `stream` is taken only by `drop` and `into_returned`, which
+            // consume the connection: no caller can observe `None`.
+            None => unreachable!("connection used after its stream was taken"),
+        }
+    }
+}
+
+impl mio::event::Source for Connection {
+    fn register(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> io::Result<()> {
+        mio::unix::SourceFd(&self.as_raw_fd()).register(registry, token, interests)
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> io::Result<()> {
+        mio::unix::SourceFd(&self.as_raw_fd()).reregister(registry, token, interests)
+    }
+
+    fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
+        mio::unix::SourceFd(&self.as_raw_fd()).deregister(registry)
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let Some(stream) = self.stream.take() else {
+            return;
+        };
+        if !self.shared.alive.get() {
+            return; // the reactor is gone: dropping the stream closes it
+        }
+        let returned = Returned {
+            id: self.id,
+            stream,
+            reusable: self.reusable,
+            drained_at: self.drained_at,
+        };
+        if let Ok(mut queue) = self.shared.returned.try_borrow_mut() {
+            queue.push(returned);
+        }
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.id)
+            .field("peer", &self.peer)
+            .field("from_cache", &self.from_cache)
+            .field("reusable", &self.reusable)
+            .finish_non_exhaustive()
+    }
+}

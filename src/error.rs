@@ -1,0 +1,226 @@
+//! Errors: misuse of the API (returned from calls) and connection failures
+//! (delivered in outcome events).
+
+use std::fmt;
+use std::io;
+
+use crate::request::{Request, RequestId};
+
+/// A call was refused. Nothing was lost: values the call took are handed back
+/// (see [`AllocateError`], [`FreeError`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A [`Config`](crate::Config) field is out of range; fix the field named.
+    InvalidConfig {
+        /// The field, as spelled in `Config`.
+        field: &'static str,
+        /// What the field must be.
+        reason: &'static str,
+    },
+    /// A [`Request`] cannot be served as built (empty scheme, port 0, a
+    /// timeout too long to represent); fix the request.
+    InvalidRequest {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The request id is not pending in this reactor: it already had its
+    /// outcome, was deallocated, or belongs to another reactor.
+    UnknownRequest(RequestId),
+    /// The connection was lent by another reactor. It has been returned to
+    /// its own reactor.
+    ForeignConnection,
+    /// [`Reactor::shutdown`](crate::Reactor::shutdown) was called; the reactor
+    /// takes no new requests.
+    ShutDown,
+    /// The operating system refused something the reactor needs (creating the
+    /// poller, waiting on it).
+    Io(io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidConfig { field, reason } => {
+                write!(f, "invalid config: {field} {reason}")
+            }
+            Error::InvalidRequest { reason } => write!(f, "invalid request: {reason}"),
+            Error::UnknownRequest(id) => {
+                write!(f, "request {id:?} is not pending in this reactor")
+            }
+            Error::ForeignConnection => {
+                f.write_str("connection belongs to another reactor (returned to it)")
+            }
+            Error::ShutDown => f.write_str("reactor is shut down"),
+            Error::Io(e) => write!(f, "reactor I/O error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+/// [`Reactor::allocate`](crate::Reactor::allocate) refused a request; the
+/// request, context included, is handed back.
+pub struct AllocateError<C> {
+    /// Why.
+    pub error: Error,
+    /// The request, unchanged. Boxed so that `allocate`'s result stays small
+    /// on the hit path; the box is made only when a request is refused.
+    pub request: Box<Request<C>>,
+}
+
+impl<C> AllocateError<C> {
+    /// The request, to retry or to take the context back.
+    pub fn into_request(self) -> Request<C> {
+        *self.request
+    }
+}
+
+impl<C> fmt::Debug for AllocateError<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AllocateError")
+            .field("error", &self.error)
+            .field("target", &self.request.target())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> fmt::Display for AllocateError<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl<C> std::error::Error for AllocateError<C> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl<C> From<AllocateError<C>> for Error {
+    fn from(e: AllocateError<C>) -> Self {
+        e.error
+    }
+}
+
+/// The step of establishing a connection that failed, the original's
+/// `function` field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Function {
+    /// Creating the socket or setting its options (`socket`, `setsockopt`).
+    Socket,
+    /// Binding to the configured local address.
+    Bind,
+    /// The TCP connect, or the request timing out before an outcome
+    /// (errno `ETIMEDOUT`).
+    Connect,
+    /// The TLS handshake.
+    Tls,
+    /// The reactor was shut down before the request was served
+    /// (errno `ECANCELED`).
+    Shutdown,
+}
+
+impl Function {
+    /// The name the original uses: `"socket"`, `"bind"`, `"connect"`, `"tls"`,
+    /// `"shutdown"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Function::Socket => "socket",
+            Function::Bind => "bind",
+            Function::Connect => "connect",
+            Function::Tls => "tls",
+            Function::Shutdown => "shutdown",
+        }
+    }
+}
+
+impl fmt::Display for Function {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a request got no connection: the original's `function`, `error_num`
+/// and `error_str`.
+#[derive(Debug)]
+pub struct ConnectError {
+    function: Function,
+    error: io::Error,
+}
+
+impl ConnectError {
+    pub(crate) fn new(function: Function, error: io::Error) -> Self {
+        ConnectError { function, error }
+    }
+
+    pub(crate) fn from_errno(function: Function, errno: i32) -> Self {
+        ConnectError::new(function, io::Error::from_raw_os_error(errno))
+    }
+
+    /// The step that failed.
+    pub fn function(&self) -> Function {
+        self.function
+    }
+
+    /// The OS error number (`ECONNREFUSED`, `ETIMEDOUT`, …), where the failure
+    /// has one; TLS failures have none.
+    pub fn errno(&self) -> Option<i32> {
+        self.error.raw_os_error()
+    }
+
+    /// A human-readable message, like the original's `error_str`.
+    pub fn message(&self) -> String {
+        match self.error.raw_os_error() {
+            // io::Error's Display appends " (os error N)"; the original's
+            // error_str is just the text.
+            Some(_) => {
+                let s = self.error.to_string();
+                match s.rfind(" (os error ") {
+                    Some(i) => s[..i].to_owned(),
+                    None => s,
+                }
+            }
+            None => self.error.to_string(),
+        }
+    }
+
+    /// The underlying I/O error.
+    pub fn io_error(&self) -> &io::Error {
+        &self.error
+    }
+
+    /// Whether this is a request timeout (`connect`, `ETIMEDOUT`).
+    pub fn is_timeout(&self) -> bool {
+        self.function == Function::Connect && self.errno() == Some(libc::ETIMEDOUT)
+    }
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.errno() {
+            Some(n) => write!(f, "{} error {n}: {}", self.function, self.message()),
+            None => write!(f, "{} error: {}", self.function, self.message()),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}

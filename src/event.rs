@@ -1,0 +1,125 @@
+//! What `poll` reports: allocation outcomes and readiness of lent connections,
+//! collected in a caller-owned buffer that is reused every tick.
+
+use std::fmt;
+
+use crate::conn::{ConnId, Connection};
+use crate::error::ConnectError;
+use crate::request::{RequestId, Target};
+
+/// Whether a connection came from the idle pool, the original's `from_cache`.
+/// A new connection has none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FromCache {
+    /// An idle connection was in the pool when the request was allocated.
+    Immediate,
+    /// The request waited (a limit was full) and got a connection another
+    /// user freed.
+    Deferred,
+}
+
+/// The one outcome of a request: a connection or an error, with the request's
+/// target and context handed back.
+pub struct Outcome<C> {
+    /// The request this answers.
+    pub id: RequestId,
+    /// The request's target: scheme, address and port echoed.
+    pub target: Target,
+    /// The caller's context, moved back.
+    pub context: C,
+    /// The connection, or why there is none. A connection says whether it
+    /// came from the pool with [`Connection::from_cache`].
+    pub result: Result<Connection, ConnectError>,
+}
+
+impl<C> fmt::Debug for Outcome<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outcome")
+            .field("id", &self.id)
+            .field("target", &self.target)
+            .field("result", &self.result)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Readiness of a lent connection (the original's `$conn->start`): read or
+/// write until `WouldBlock`, then wait for the next one. Edge-triggered, like
+/// mio: it is reported when readiness changes, not while it lasts, and may be
+/// spurious.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    /// The connection, as [`Connection::id`] names it.
+    pub conn: ConnId,
+    /// Data (or EOF) may be readable.
+    pub readable: bool,
+    /// Writing may make progress.
+    pub writable: bool,
+    /// The peer shut down its sending side or the connection failed; reads
+    /// will return EOF or an error once buffered data is consumed.
+    pub closed: bool,
+}
+
+/// One thing that happened.
+#[derive(Debug)]
+pub enum Event<C> {
+    /// A request's outcome: exactly one per request that was not deallocated.
+    Outcome(Outcome<C>),
+    /// A lent connection became ready.
+    Ready(Readiness),
+}
+
+/// The caller-owned buffer `poll` appends events to.
+///
+/// Like `mio::Events`, keep one and reuse it: drained events leave its
+/// capacity behind, so a warm loop allocates nothing.
+pub struct Events<C> {
+    pub(crate) list: Vec<Event<C>>,
+}
+
+impl<C> Events<C> {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        Events { list: Vec::new() }
+    }
+
+    /// An empty buffer with room for `n` events before it grows.
+    pub fn with_capacity(n: usize) -> Self {
+        Events {
+            list: Vec::with_capacity(n),
+        }
+    }
+
+    /// Number of events waiting to be taken.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether there are no events.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Takes the events out in the order they happened, keeping the capacity.
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Event<C>> {
+        self.list.drain(..)
+    }
+
+    /// Looks at the events without taking them.
+    pub fn iter(&self) -> std::slice::Iter<'_, Event<C>> {
+        self.list.iter()
+    }
+}
+
+impl<C> Default for Events<C> {
+    fn default() -> Self {
+        Events::new()
+    }
+}
+
+impl<C> fmt::Debug for Events<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Events")
+            .field("len", &self.list.len())
+            .finish()
+    }
+}

@@ -1,0 +1,136 @@
+//! Client connections with keep-alive pooling, on a single-threaded reactor
+//! that the caller owns.
+//!
+//! `keepalive` re-creates Perl's POE::Component::Client::Keepalive on raw
+//! mio: you [`allocate`](Reactor::allocate) a connection to a scheme, address
+//! and port; the [`Reactor`] hands back an idle kept-alive connection or
+//! connects a new one, within per-host and global limits, and reports the
+//! outcome as an [`Event`] tagged with your [`RequestId`]. When you are done,
+//! [`free`](Reactor::free) the [`Connection`] (or drop it) and it goes back
+//! to the pool, watched for a remote close until it is reused or expires.
+//!
+//! There is no runtime and no thread: everything happens inside
+//! [`poll`](Reactor::poll) or [`poll_events`](Reactor::poll_events), which
+//! you call from your own loop.
+//!
+//! # Example
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use std::time::Duration;
+//! use keepalive::{Config, Event, Events, Reactor, Request};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! # let port = server.local_addr()?.port();
+//! # std::thread::spawn(move || {
+//! #     for s in server.incoming() { let mut s = s.unwrap();
+//! #         std::thread::spawn(move || { let mut b = [0; 64];
+//! #             while let Ok(n) = s.read(&mut b) { if n == 0 { break } s.write_all(&b[..n]).unwrap(); } }); }
+//! # });
+//! let mut reactor: Reactor<&str> = Reactor::new(Config::default())?;
+//! let mut events = Events::new();
+//!
+//! // 1. Ask for a connection; the context comes back with the outcome.
+//! reactor.allocate(Request::new("echo", [127, 0, 0, 1].into(), port, "first"))?;
+//!
+//! // 2. Poll until the outcome arrives.
+//! let mut conn = loop {
+//!     reactor.poll(&mut events, Some(Duration::from_secs(5)))?;
+//!     if let Some(Event::Outcome(outcome)) = events.drain().next() {
+//!         assert_eq!(outcome.context, "first");
+//!         break outcome.result?;
+//!     }
+//! };
+//! assert_eq!(conn.from_cache(), None); // a new connection
+//!
+//! // 3. Use it (nonblocking), then give it back.
+//! conn.write_all(b"ping")?;
+//! # let mut buf = [0; 4]; let mut got = 0;
+//! # while got < 4 { match conn.read(&mut buf[got..]) { Ok(n) => got += n,
+//! #     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => reactor.poll(&mut events, Some(Duration::from_millis(10)))?,
+//! #     Err(e) => return Err(e.into()) } }
+//! # events.drain().for_each(drop);
+//! reactor.free(conn)?;
+//!
+//! // 4. The next request to the same target reuses it.
+//! reactor.allocate(Request::new("echo", [127, 0, 0, 1].into(), port, "second"))?;
+//! reactor.poll(&mut events, Some(Duration::from_secs(5)))?;
+//! let Some(Event::Outcome(outcome)) = events.drain().next() else { unreachable!() };
+//! assert_eq!(outcome.result?.from_cache(), Some(keepalive::FromCache::Immediate));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The tick contract
+//!
+//! A program that has its own event loop embeds the reactor like this:
+//!
+//! 1. Wait until [`as_raw_fd`](std::os::fd::AsRawFd::as_raw_fd) of the reactor
+//!    is readable, or until [`next_timeout`](Reactor::next_timeout) has passed
+//!    (`None`: no deadline), whichever is first. The descriptor is the
+//!    reactor's epoll instance; register it in your loop once.
+//! 2. Call [`poll_events`](Reactor::poll_events). It never blocks.
+//! 3. Handle the [`Events`]: each [`Event::Outcome`] answers one request with a
+//!    connection or an error; each [`Event::Ready`] says a lent connection is
+//!    readable or writable. Read and write until `WouldBlock`.
+//! 4. [`allocate`](Reactor::allocate), [`free`](Reactor::free) or drop
+//!    connections as your work requires.
+//! 5. Go back to 1, computing `next_timeout` afresh: allocating from the
+//!    pool or dropping a connection makes it zero.
+//!
+//! A program without its own loop calls [`poll`](Reactor::poll), which does
+//! 1 and 2 itself.
+//!
+//! # Guarantees
+//!
+//! - Every allocated request gets exactly one outcome, unless it is
+//!   [deallocated](Reactor::deallocate), in which case it gets none. The
+//!   outcome always comes from a poll, never from `allocate` itself.
+//! - At most [`max_per_host`](Config::max_per_host) connections per
+//!   [`Target`] are connecting or lent, and at most
+//!   [`max_open`](Config::max_open) sockets are open in all; requests over a
+//!   limit wait in FIFO order.
+//! - A connection whose peer closed it, or that has unread data, is never
+//!   handed out from the pool once the reactor has polled after it happened,
+//!   even if the request was allocated before that poll.
+//! - The timeout covers the whole wait, from `allocate` to the outcome.
+//! - Misuse returns an [`Error`], never panics, and hands back what it took.
+
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+mod config;
+mod conn;
+mod error;
+mod event;
+mod net;
+mod pool;
+mod reactor;
+mod request;
+mod time;
+mod wheel;
+
+pub use config::Config;
+pub use conn::{ConnId, Connection};
+pub use error::{AllocateError, ConnectError, Error, Function};
+pub use event::{Event, Events, FromCache, Outcome, Readiness};
+pub use reactor::Reactor;
+pub use request::{Request, RequestId, Target};
+
+/// The pool's timer wheel, exposed only for the benchmarks (cargo feature
+/// `internals`). Not part of the stable API.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::wheel::{TimerKey, Wheel};
+}
+
+// The README's examples are compiled as doc tests, so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+/// Re-exported so callers can name the connection's `mio::event::Source`
+/// implementation and register it in their own poller.
+pub use mio;

@@ -1,0 +1,1138 @@
+//! The sans-I/O pool: every rule and deadline of the keep-alive pool, with no
+//! sockets and no clock.
+//!
+//! # How it works
+//!
+//! The pool tracks *slots* (one per socket, from connect to close), *requests*
+//! (from `allocate` to their outcome) and *keys* (one per [`Target`] with any
+//! slot or request). A slot moves through
+//!
+//! ```text
+//!             connect ok                 outcome drained          returned, clean
+//! Connecting ───────────▶ Reserved(r) ───────────────▶ Lent ───────────────────▶ Idle
+//!     │    ▲ deallocate:                  ▲    │ dead before delivery:              │
+//!     │    └ orphan, idles when done      │    └ closed, r is served again          │
+//!     │                                   └────────────── reused (MRU) ──────────────┘
+//!     └─ fail / timeout ─▶ closed      Idle ─ keep-alive expiry, peer close, eviction ─▶ closed
+//! ```
+//!
+//! and a request is `Waiting` (in its key's FIFO queue), `Connecting` (owns a
+//! connecting slot), `Reserved` (a slot is set aside for it) or `Failed`; the
+//! last two wait in the `ready` queue until the driver drains them with
+//! [`Pool::poll_outcome`]. Reservation, not delivery, is what `allocate` does
+//! for a cache hit: the driver first processes readiness, so an idle socket
+//! whose peer closed before the outcome was delivered is replaced, never
+//! handed out.
+//!
+//! Inputs are the `allocate`/`deallocate`/`handle_*`/`shutdown` methods, each
+//! taking `now` in milliseconds. Outputs are drained: socket work with
+//! [`Pool::poll_command`], outcomes with [`Pool::poll_outcome`], and the next
+//! deadline with [`Pool::poll_timeout`]. [`Pool::handle_timeout`] is safe to
+//! call at any time, spuriously included.
+//!
+//! # Limits
+//!
+//! `busy(k)` counts a key's connecting, reserved and lent slots and never
+//! exceeds `max_per_host`; `open` counts every slot and never exceeds
+//! `max_open`. New sockets are made only for a key with no idle socket, so a
+//! key's idle plus busy slots stay within `max_per_host` too. A request that
+//! cannot be served waits in its key's FIFO queue. When the head of a queue
+//! waits only because `open == max_open`, the key joins the `open_blocked`
+//! FIFO; any freed capacity or newly idle socket wakes the first such key,
+//! which closes the least recently used idle socket (of another key: a key
+//! with waiters never has idle sockets) to make room.
+//!
+//! # Costs
+//!
+//! Every operation is O(1) in the number of keys, slots, requests and timers
+//! (lists are intrusive, timers live in a hierarchical wheel), except
+//! `shutdown`, which is linear. After warm-up nothing allocates, unless a new
+//! key's [`Target`] holds owned strings.
+
+mod list;
+#[cfg(test)]
+mod model;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, SocketAddr};
+
+use hashbrown::DefaultHashBuilder;
+use hashbrown::HashTable;
+use slab::Slab;
+
+use crate::error::{AllocateError, ConnectError, Error, Function};
+use crate::event::FromCache;
+use crate::request::{Request, RequestId, Target};
+use crate::time::{MAX_DELAY_MS, Millis, millis_ceil};
+use crate::wheel::{TimerKey, Wheel};
+use list::{Link, List};
+
+/// The pool's limits and timings, validated and in milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub(crate) max_per_host: usize,
+    pub(crate) max_open: usize,
+    pub(crate) keep_alive: Millis,
+    pub(crate) timeout: Millis,
+    pub(crate) bind_address: Option<IpAddr>,
+}
+
+impl Limits {
+    pub(crate) fn from_config(config: &crate::Config) -> Result<Limits, Error> {
+        config.validate()?;
+        Ok(Limits {
+            max_per_host: config.max_per_host,
+            max_open: config.max_open,
+            keep_alive: millis_ceil(config.keep_alive),
+            timeout: millis_ceil(config.timeout),
+            bind_address: config.bind_address,
+        })
+    }
+}
+
+/// Names one socket's slot. The generation tells a slot from a later one
+/// that reuses its index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct SlotId {
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+}
+
+/// Socket work for the driver, drained with [`Pool::poll_command`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Command {
+    /// Open a socket for `slot` and connect it; report with
+    /// `handle_connected` or `handle_connect_failed`.
+    Connect {
+        slot: SlotId,
+        addr: SocketAddr,
+        bind: Option<IpAddr>,
+    },
+    /// Close the slot's socket; the pool has forgotten the slot.
+    Close { slot: SlotId },
+}
+
+/// A decided request, drained with [`Pool::poll_outcome`].
+pub(crate) enum PoolOutcome<C> {
+    /// Lend `slot` to the request; the slot is now `Lent`.
+    Deliver {
+        id: RequestId,
+        slot: SlotId,
+        from_cache: Option<FromCache>,
+        target: Target,
+        context: C,
+    },
+    /// The request failed.
+    Fail {
+        id: RequestId,
+        target: Target,
+        context: C,
+        error: ConnectError,
+    },
+}
+
+/// Where a slot is in its life, for the driver to route readiness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Connecting,
+    Idle,
+    Reserved,
+    Lent,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SlotState {
+    /// Connecting for `request`; `None` after the request was deallocated
+    /// (the slot idles when the connect succeeds).
+    Connecting {
+        request: Option<u32>,
+    },
+    Idle,
+    Reserved {
+        request: u32,
+    },
+    Lent,
+}
+
+struct Slot {
+    key: u32,
+    generation: u32,
+    state: SlotState,
+    /// Keep-alive expiry while idle; connect deadline while an orphan.
+    timer: Option<TimerKey>,
+    /// In the key's idle list (most recently used first).
+    key_idle: Link,
+    /// In the pool's idle list (least recently used first).
+    lru: Link,
+}
+
+fn slot_key_idle(s: &mut Slot) -> &mut Link {
+    &mut s.key_idle
+}
+fn slot_lru(s: &mut Slot) -> &mut Link {
+    &mut s.lru
+}
+
+enum RequestState {
+    Waiting,
+    Connecting {
+        slot: u32,
+    },
+    Reserved {
+        slot: u32,
+        from_cache: Option<FromCache>,
+    },
+    Failed(ConnectError),
+}
+
+struct RequestEntry<C> {
+    generation: u32,
+    key: u32,
+    target: Target,
+    context: C,
+    state: RequestState,
+    deadline: Millis,
+    timer: Option<TimerKey>,
+    /// Left waiting by `allocate`: a later cache hit is `Deferred`.
+    waited: bool,
+    /// In the key's wait queue.
+    queue: Link,
+}
+
+fn request_queue<C>(r: &mut RequestEntry<C>) -> &mut Link {
+    &mut r.queue
+}
+
+struct KeyState {
+    target: Target,
+    /// Connecting, reserved and lent slots.
+    busy: usize,
+    idle: List,
+    waiting: List,
+    /// Requests of this key without a delivered outcome.
+    requests: usize,
+    /// In the pool's `open_blocked` list.
+    blocked: Link,
+}
+
+fn key_blocked(k: &mut KeyState) -> &mut Link {
+    &mut k.blocked
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TimerOwner {
+    Request(u32),
+    Slot(u32),
+}
+
+/// The pool state machine. See the module docs.
+pub(crate) struct Pool<C> {
+    limits: Limits,
+    hasher: DefaultHashBuilder,
+    key_index: HashTable<u32>,
+    keys: Slab<KeyState>,
+    slots: Slab<Slot>,
+    requests: Slab<RequestEntry<C>>,
+    wheel: Wheel<TimerOwner>,
+    /// Every slot: connecting, reserved, lent and idle.
+    open: usize,
+    idle_lru: List,
+    open_blocked: List,
+    commands: VecDeque<Command>,
+    ready: VecDeque<RequestId>,
+    next_generation: u32,
+    shut_down: bool,
+}
+
+impl<C> Pool<C> {
+    pub(crate) fn new(limits: Limits) -> Self {
+        Pool {
+            limits,
+            hasher: DefaultHashBuilder::default(),
+            key_index: HashTable::new(),
+            keys: Slab::new(),
+            slots: Slab::new(),
+            requests: Slab::new(),
+            wheel: Wheel::new(),
+            open: 0,
+            idle_lru: List::default(),
+            open_blocked: List::default(),
+            commands: VecDeque::new(),
+            ready: VecDeque::new(),
+            next_generation: 0,
+            shut_down: false,
+        }
+    }
+
+    // ----- inputs ------------------------------------------------------
+
+    /// Takes a request. Its outcome is queued for `poll_outcome`, never
+    /// returned here.
+    pub(crate) fn allocate(
+        &mut self,
+        mut request: Request<C>,
+        now: Millis,
+    ) -> Result<RequestId, AllocateError<C>> {
+        let refuse = |error, request| {
+            Err(AllocateError {
+                error,
+                request: Box::new(request),
+            })
+        };
+        if self.shut_down {
+            return refuse(Error::ShutDown, request);
+        }
+        if request.target.scheme.is_empty() {
+            return refuse(
+                Error::InvalidRequest {
+                    reason: "scheme is empty",
+                },
+                request,
+            );
+        }
+        if request.target.port == 0 {
+            return refuse(
+                Error::InvalidRequest {
+                    reason: "port is 0",
+                },
+                request,
+            );
+        }
+        let timeout = match request.timeout {
+            Some(d) => millis_ceil(d),
+            None => self.limits.timeout,
+        };
+        if timeout > MAX_DELAY_MS {
+            return refuse(
+                Error::InvalidRequest {
+                    reason: "timeout is over 10 years",
+                },
+                request,
+            );
+        }
+        if self.requests.len() >= u32::MAX as usize / 2 {
+            return refuse(
+                Error::InvalidRequest {
+                    reason: "too many pending requests",
+                },
+                request,
+            );
+        }
+        if request.target.bind.is_none() {
+            request.target.bind = self.limits.bind_address;
+        }
+        let key = self.key_for(&request.target);
+        let generation = self.generation();
+        let deadline = now.saturating_add(timeout);
+        let Request {
+            target, context, ..
+        } = request;
+        let index = self.requests.insert(RequestEntry {
+            generation,
+            key,
+            target,
+            context,
+            state: RequestState::Waiting,
+            deadline,
+            timer: None,
+            waited: false,
+            queue: Link::UNLINKED,
+        }) as u32;
+        let timer = self.wheel.insert(deadline, TimerOwner::Request(index));
+        if let Some(r) = self.requests.get_mut(index as usize) {
+            r.timer = Some(timer);
+        }
+        if let Some(k) = self.keys.get_mut(key as usize) {
+            k.requests += 1;
+            k.waiting
+                .push_back(&mut self.requests, index, request_queue);
+        }
+        self.dispatch(key);
+        if let Some(r) = self.requests.get_mut(index as usize) {
+            r.waited = matches!(r.state, RequestState::Waiting);
+        }
+        Ok(RequestId { index, generation })
+    }
+
+    /// Cancels a pending request and gives its context back. No outcome is
+    /// ever delivered for it. A connect under way finishes and idles.
+    pub(crate) fn deallocate(&mut self, id: RequestId, now: Millis) -> Result<C, Error> {
+        if !self.is_pending(id) {
+            return Err(Error::UnknownRequest(id));
+        }
+        let index = id.index;
+        // Unlink from the wait queue while the entry is still in the slab.
+        let queued_in = self
+            .requests
+            .get(index as usize)
+            .and_then(|r| matches!(r.state, RequestState::Waiting).then_some(r.key));
+        if let Some(k) = queued_in.and_then(|key| self.keys.get_mut(key as usize)) {
+            k.waiting.remove(&mut self.requests, index, request_queue);
+        }
+        let Some(r) = self.requests.try_remove(index as usize) else {
+            return Err(Error::UnknownRequest(id));
+        };
+        self.cancel_timer(r.timer);
+        let key = r.key;
+        match r.state {
+            RequestState::Waiting => self.dispatch(key),
+            RequestState::Connecting { slot } => {
+                let timer = self.wheel.insert(r.deadline, TimerOwner::Slot(slot));
+                if let Some(s) = self.slots.get_mut(slot as usize) {
+                    s.state = SlotState::Connecting { request: None };
+                    s.timer = Some(timer);
+                }
+            }
+            RequestState::Reserved { slot, .. } => {
+                self.unbusy(key);
+                self.make_idle(slot, now);
+                self.after_release(key);
+            }
+            RequestState::Failed(_) => {}
+        }
+        self.request_gone(key);
+        Ok(r.context)
+    }
+
+    /// The socket of a connecting slot is connected.
+    pub(crate) fn handle_connected(&mut self, slot: SlotId, now: Millis) {
+        let Some(s) = self.slot_mut(slot) else { return };
+        let SlotState::Connecting { request } = s.state else {
+            debug_assert!(false, "connected slot {slot:?} is {:?}", s.state);
+            return;
+        };
+        let key = s.key;
+        match request {
+            Some(r) => self.reserve_slot(r, slot.index, None),
+            None => {
+                let timer = s.timer.take();
+                self.cancel_timer(timer);
+                self.unbusy(key);
+                self.make_idle(slot.index, now);
+                self.after_release(key);
+            }
+        }
+    }
+
+    /// The socket of a connecting slot failed to connect (or could not be
+    /// made). The slot is closed; its request, if any, fails with `error`.
+    pub(crate) fn handle_connect_failed(&mut self, slot: SlotId, error: ConnectError) {
+        let Some(s) = self.slot_mut(slot) else { return };
+        let SlotState::Connecting { request } = s.state else {
+            debug_assert!(false, "failed slot {slot:?} is {:?}", s.state);
+            return;
+        };
+        let key = s.key;
+        self.close_slot(slot.index);
+        if let Some(r) = request {
+            self.fail(r, error);
+        }
+        self.after_release(key);
+    }
+
+    /// An idle or reserved slot's socket is dead: the peer closed it or sent
+    /// data nobody asked for. It is closed; a request it was reserved for is
+    /// served again, first in its key's queue.
+    pub(crate) fn handle_dead(&mut self, slot: SlotId, now: Millis) {
+        let Some(s) = self.slot_mut(slot) else { return };
+        let key = s.key;
+        match s.state {
+            SlotState::Idle => {
+                self.close_slot(slot.index);
+                self.after_release(key);
+            }
+            SlotState::Reserved { request } => {
+                self.close_slot(slot.index);
+                self.requeue_front(request, now);
+                self.after_release(key);
+            }
+            state => debug_assert!(false, "handle_dead on {slot:?} in {state:?}"),
+        }
+    }
+
+    /// A lent connection came back. A reusable one idles (or goes straight to
+    /// the key's first waiter); otherwise, or after shutdown, it is closed.
+    pub(crate) fn handle_returned(&mut self, slot: SlotId, reusable: bool, now: Millis) {
+        let Some(s) = self.slot_mut(slot) else { return };
+        if s.state != SlotState::Lent {
+            debug_assert!(false, "returned slot {slot:?} is {:?}", s.state);
+            return;
+        }
+        let key = s.key;
+        if reusable && !self.shut_down {
+            self.unbusy(key);
+            self.make_idle(slot.index, now);
+        } else {
+            self.close_slot(slot.index);
+        }
+        self.after_release(key);
+    }
+
+    /// Fires every deadline at or before `now`: request timeouts, keep-alive
+    /// expiry, orphan connect deadlines. Safe to call at any time.
+    pub(crate) fn handle_timeout(&mut self, now: Millis) {
+        while let Some((_, owner)) = self.wheel.poll(now) {
+            match owner {
+                TimerOwner::Request(index) => self.request_timed_out(index),
+                TimerOwner::Slot(index) => self.slot_timed_out(index),
+            }
+        }
+    }
+
+    /// Closes idle sockets, fails every pending request with `shutdown`/
+    /// `ECANCELED`, and refuses later requests. Lent slots are closed when
+    /// returned.
+    pub(crate) fn shutdown(&mut self) {
+        if self.shut_down {
+            return;
+        }
+        self.shut_down = true;
+        let pending: Vec<u32> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| !matches!(r.state, RequestState::Failed(_)))
+            .map(|(i, _)| i as u32)
+            .collect();
+        for index in pending {
+            let Some(r) = self.requests.get_mut(index as usize) else {
+                continue;
+            };
+            let key = r.key;
+            let state = std::mem::replace(&mut r.state, RequestState::Waiting);
+            match state {
+                RequestState::Waiting => {
+                    if let Some(k) = self.keys.get_mut(key as usize) {
+                        k.waiting.remove(&mut self.requests, index, request_queue);
+                    }
+                }
+                RequestState::Connecting { slot } | RequestState::Reserved { slot, .. } => {
+                    self.close_slot(slot);
+                }
+                RequestState::Failed(_) => {}
+            }
+            self.fail(
+                index,
+                ConnectError::from_errno(Function::Shutdown, libc::ECANCELED),
+            );
+        }
+        let rest: Vec<u32> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.state != SlotState::Lent)
+            .map(|(i, _)| i as u32)
+            .collect();
+        for index in rest {
+            self.close_slot(index);
+        }
+        while self
+            .open_blocked
+            .pop_front(&mut self.keys, key_blocked)
+            .is_some()
+        {}
+        let keys: Vec<u32> = self.keys.iter().map(|(i, _)| i as u32).collect();
+        for key in keys {
+            self.maybe_remove_key(key);
+        }
+    }
+
+    // ----- outputs -----------------------------------------------------
+
+    /// Next socket command, if any. Drain after every input.
+    pub(crate) fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// Next decided request, if any. A delivered slot becomes `Lent`.
+    pub(crate) fn poll_outcome(&mut self) -> Option<PoolOutcome<C>> {
+        while let Some(id) = self.ready.pop_front() {
+            if !self.is_pending(id) {
+                continue;
+            }
+            let decided = matches!(
+                self.requests.get(id.index as usize).map(|r| &r.state),
+                Some(RequestState::Reserved { .. } | RequestState::Failed(_))
+            );
+            if !decided {
+                // Stale: the reserved socket died and the request went back
+                // to its queue.
+                continue;
+            }
+            let Some(r) = self.requests.try_remove(id.index as usize) else {
+                continue;
+            };
+            self.request_gone(r.key);
+            let outcome = match r.state {
+                RequestState::Reserved { slot, from_cache } => {
+                    let Some(s) = self.slots.get_mut(slot as usize) else {
+                        continue;
+                    };
+                    s.state = SlotState::Lent;
+                    let slot = SlotId {
+                        index: slot,
+                        generation: s.generation,
+                    };
+                    PoolOutcome::Deliver {
+                        id,
+                        slot,
+                        from_cache,
+                        target: r.target,
+                        context: r.context,
+                    }
+                }
+                RequestState::Failed(error) => PoolOutcome::Fail {
+                    id,
+                    target: r.target,
+                    context: r.context,
+                    error,
+                },
+                RequestState::Waiting | RequestState::Connecting { .. } => continue,
+            };
+            return Some(outcome);
+        }
+        None
+    }
+
+    /// Whether `poll_outcome` has something (or stale entries) to look at.
+    pub(crate) fn has_outcomes(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    /// The next deadline, or a lower bound of it; `None` if there is none.
+    pub(crate) fn poll_timeout(&self) -> Option<Millis> {
+        self.wheel.next_deadline()
+    }
+
+    // ----- queries -----------------------------------------------------
+
+    /// The phase of a live slot, `None` for an unknown or stale id.
+    pub(crate) fn phase(&self, slot: SlotId) -> Option<Phase> {
+        let s = self.slots.get(slot.index as usize)?;
+        if s.generation != slot.generation {
+            return None;
+        }
+        Some(match s.state {
+            SlotState::Connecting { .. } => Phase::Connecting,
+            SlotState::Idle => Phase::Idle,
+            SlotState::Reserved { .. } => Phase::Reserved,
+            SlotState::Lent => Phase::Lent,
+        })
+    }
+
+    /// The live slot at `index`, whatever its generation.
+    pub(crate) fn slot_at(&self, index: u32) -> Option<SlotId> {
+        let s = self.slots.get(index as usize)?;
+        Some(SlotId {
+            index,
+            generation: s.generation,
+        })
+    }
+
+    /// Whether `id` names a request that has not had its outcome.
+    pub(crate) fn is_pending(&self, id: RequestId) -> bool {
+        self.requests
+            .get(id.index as usize)
+            .is_some_and(|r| r.generation == id.generation)
+    }
+
+    /// Whether `shutdown` was called.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shut_down
+    }
+
+    /// Number of idle slots.
+    pub(crate) fn idle_count(&self) -> usize {
+        self.idle_lru.len()
+    }
+
+    /// Number of slots of any phase.
+    pub(crate) fn open_count(&self) -> usize {
+        self.open
+    }
+
+    /// Number of requests without an outcome yet.
+    pub(crate) fn pending_count(&self) -> usize {
+        self.requests.len()
+    }
+
+    // ----- transitions -------------------------------------------------
+
+    /// Serves `key`'s waiters in FIFO order for as long as the limits allow.
+    fn dispatch(&mut self, key: u32) {
+        loop {
+            let Some(k) = self.keys.get_mut(key as usize) else {
+                return;
+            };
+            let Some(head) = k.waiting.front() else { break };
+            if let Some(slot) = k.idle.pop_front(&mut self.slots, slot_key_idle) {
+                k.busy += 1;
+                self.idle_lru.remove(&mut self.slots, slot, slot_lru);
+                if let Some(s) = self.slots.get_mut(slot as usize) {
+                    let timer = s.timer.take();
+                    self.cancel_timer(timer);
+                }
+                let waited = self.requests.get(head as usize).is_some_and(|r| r.waited);
+                let from_cache = if waited {
+                    FromCache::Deferred
+                } else {
+                    FromCache::Immediate
+                };
+                if let Some(k) = self.keys.get_mut(key as usize) {
+                    k.waiting.remove(&mut self.requests, head, request_queue);
+                }
+                self.reserve_slot(head, slot, Some(from_cache));
+                continue;
+            }
+            if k.busy >= self.limits.max_per_host {
+                // Waits for one of its own slots, not for max_open.
+                self.open_blocked.remove(&mut self.keys, key, key_blocked);
+                return;
+            }
+            if self.open >= self.limits.max_open {
+                match self.idle_lru.front() {
+                    Some(victim) => {
+                        let victim_key = self.slots.get(victim as usize).map(|s| s.key);
+                        debug_assert_ne!(victim_key, Some(key), "a key with waiters has no idle");
+                        self.close_slot(victim);
+                        if let Some(vk) = victim_key {
+                            self.maybe_remove_key(vk);
+                        }
+                    }
+                    None => {
+                        if !k.blocked.is_linked() {
+                            self.open_blocked
+                                .push_back(&mut self.keys, key, key_blocked);
+                        }
+                        return;
+                    }
+                }
+            }
+            self.connect(key, head);
+        }
+        self.open_blocked.remove(&mut self.keys, key, key_blocked);
+    }
+
+    /// After a slot of `key` stopped being busy or a slot closed: serve the
+    /// key's own waiters first, then keys blocked on `max_open`.
+    fn after_release(&mut self, key: u32) {
+        self.dispatch(key);
+        self.maybe_remove_key(key);
+        while let Some(blocked) = self.open_blocked.front() {
+            self.dispatch(blocked);
+            let still = self
+                .keys
+                .get(blocked as usize)
+                .is_some_and(|k| k.blocked.is_linked());
+            if still {
+                break;
+            }
+        }
+    }
+
+    /// Starts a connect for the waiting request `head` of `key`.
+    fn connect(&mut self, key: u32, head: u32) {
+        let generation = self.generation();
+        let Some(k) = self.keys.get_mut(key as usize) else {
+            return;
+        };
+        k.waiting.remove(&mut self.requests, head, request_queue);
+        k.busy += 1;
+        let addr = k.target.socket_addr();
+        let bind = k.target.bind;
+        let slot = self.slots.insert(Slot {
+            key,
+            generation,
+            state: SlotState::Connecting {
+                request: Some(head),
+            },
+            timer: None,
+            key_idle: Link::UNLINKED,
+            lru: Link::UNLINKED,
+        }) as u32;
+        self.open += 1;
+        if let Some(r) = self.requests.get_mut(head as usize) {
+            r.state = RequestState::Connecting { slot };
+        }
+        self.commands.push_back(Command::Connect {
+            slot: SlotId {
+                index: slot,
+                generation,
+            },
+            addr,
+            bind,
+        });
+    }
+
+    /// Marks `slot` reserved for request `r` (already out of any queue) and
+    /// queues the outcome. The request's timeout no longer applies.
+    fn reserve_slot(&mut self, r: u32, slot: u32, from_cache: Option<FromCache>) {
+        let Some(req) = self.requests.get_mut(r as usize) else {
+            return;
+        };
+        let timer = req.timer.take();
+        req.state = RequestState::Reserved { slot, from_cache };
+        let id = RequestId {
+            index: r,
+            generation: req.generation,
+        };
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            s.state = SlotState::Reserved { request: r };
+        }
+        self.cancel_timer(timer);
+        self.ready.push_back(id);
+    }
+
+    /// Request `r` (out of any queue, owning no slot) fails with `error`.
+    fn fail(&mut self, r: u32, error: ConnectError) {
+        let Some(req) = self.requests.get_mut(r as usize) else {
+            return;
+        };
+        let timer = req.timer.take();
+        req.state = RequestState::Failed(error);
+        let id = RequestId {
+            index: r,
+            generation: req.generation,
+        };
+        self.cancel_timer(timer);
+        self.ready.push_back(id);
+    }
+
+    /// Request `r` lost its reserved slot: it goes back to the front of its
+    /// queue with its original deadline, or fails if that has passed.
+    fn requeue_front(&mut self, r: u32, now: Millis) {
+        let Some(req) = self.requests.get_mut(r as usize) else {
+            return;
+        };
+        let (key, deadline) = (req.key, req.deadline);
+        if now >= deadline {
+            self.fail(
+                r,
+                ConnectError::from_errno(Function::Connect, libc::ETIMEDOUT),
+            );
+            return;
+        }
+        req.state = RequestState::Waiting;
+        let timer = self.wheel.insert(deadline, TimerOwner::Request(r));
+        req.timer = Some(timer);
+        if let Some(k) = self.keys.get_mut(key as usize) {
+            k.waiting.push_front(&mut self.requests, r, request_queue);
+        }
+    }
+
+    /// A key's slot stopped being connecting/reserved/lent.
+    fn unbusy(&mut self, key: u32) {
+        if let Some(k) = self.keys.get_mut(key as usize) {
+            debug_assert!(k.busy > 0, "key {key} busy underflow");
+            k.busy = k.busy.saturating_sub(1);
+        }
+    }
+
+    /// Puts a slot (already not busy) in the idle lists with a keep-alive
+    /// deadline.
+    fn make_idle(&mut self, slot: u32, now: Millis) {
+        let Some(s) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        s.state = SlotState::Idle;
+        let key = s.key;
+        let timer = self.wheel.insert(
+            now.saturating_add(self.limits.keep_alive),
+            TimerOwner::Slot(slot),
+        );
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            s.timer = Some(timer);
+        }
+        if let Some(k) = self.keys.get_mut(key as usize) {
+            k.idle.push_front(&mut self.slots, slot, slot_key_idle);
+        }
+        self.idle_lru.push_back(&mut self.slots, slot, slot_lru);
+    }
+
+    /// Forgets a slot of any phase and tells the driver to close its socket.
+    /// The caller deals with a request the slot was serving.
+    fn close_slot(&mut self, slot: u32) {
+        let Some(s) = self.slots.get(slot as usize) else {
+            return;
+        };
+        let key = s.key;
+        if s.state == SlotState::Idle {
+            if let Some(k) = self.keys.get_mut(key as usize) {
+                k.idle.remove(&mut self.slots, slot, slot_key_idle);
+            }
+            self.idle_lru.remove(&mut self.slots, slot, slot_lru);
+        } else {
+            self.unbusy(key);
+        }
+        let Some(mut s) = self.slots.try_remove(slot as usize) else {
+            return;
+        };
+        self.cancel_timer(s.timer.take());
+        self.open -= 1;
+        self.commands.push_back(Command::Close {
+            slot: SlotId {
+                index: slot,
+                generation: s.generation,
+            },
+        });
+    }
+
+    fn request_timed_out(&mut self, index: u32) {
+        let Some(r) = self.requests.get_mut(index as usize) else {
+            return;
+        };
+        r.timer = None;
+        let key = r.key;
+        match r.state {
+            RequestState::Waiting => {
+                if let Some(k) = self.keys.get_mut(key as usize) {
+                    k.waiting.remove(&mut self.requests, index, request_queue);
+                }
+                self.fail(
+                    index,
+                    ConnectError::from_errno(Function::Connect, libc::ETIMEDOUT),
+                );
+                self.dispatch(key);
+            }
+            RequestState::Connecting { slot } => {
+                self.close_slot(slot);
+                self.fail(
+                    index,
+                    ConnectError::from_errno(Function::Connect, libc::ETIMEDOUT),
+                );
+                self.after_release(key);
+            }
+            RequestState::Reserved { .. } | RequestState::Failed(_) => {
+                debug_assert!(false, "timer fired for decided request {index}");
+            }
+        }
+    }
+
+    fn slot_timed_out(&mut self, index: u32) {
+        let Some(s) = self.slots.get_mut(index as usize) else {
+            return;
+        };
+        s.timer = None;
+        let key = s.key;
+        match s.state {
+            SlotState::Idle | SlotState::Connecting { request: None } => {
+                self.close_slot(index);
+                self.after_release(key);
+            }
+            state => debug_assert!(false, "slot timer fired in {state:?}"),
+        }
+    }
+
+    // ----- bookkeeping -------------------------------------------------
+
+    fn generation(&mut self) -> u32 {
+        self.next_generation = self.next_generation.wrapping_add(1);
+        self.next_generation
+    }
+
+    fn cancel_timer(&mut self, timer: Option<TimerKey>) {
+        if let Some(t) = timer {
+            self.wheel.cancel(t);
+        }
+    }
+
+    fn slot_mut(&mut self, slot: SlotId) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(slot.index as usize)
+            .filter(|s| s.generation == slot.generation)
+    }
+
+    /// The key of `target`, created if new.
+    fn key_for(&mut self, target: &Target) -> u32 {
+        let hash = self.hasher.hash_one(target);
+        let keys = &self.keys;
+        if let Some(&k) = self.key_index.find(hash, |&k| {
+            keys.get(k as usize).is_some_and(|s| s.target == *target)
+        }) {
+            return k;
+        }
+        let k = self.keys.insert(KeyState {
+            target: target.clone(),
+            busy: 0,
+            idle: List::default(),
+            waiting: List::default(),
+            requests: 0,
+            blocked: Link::UNLINKED,
+        }) as u32;
+        let (keys, hasher) = (&self.keys, &self.hasher);
+        self.key_index
+            .insert_unique(hash, k, |&i| match keys.get(i as usize) {
+                Some(s) => hasher.hash_one(&s.target),
+                None => 0,
+            });
+        k
+    }
+
+    /// A request of `key` left the pool (delivered or deallocated).
+    fn request_gone(&mut self, key: u32) {
+        if let Some(k) = self.keys.get_mut(key as usize) {
+            debug_assert!(k.requests > 0, "key {key} request count underflow");
+            k.requests = k.requests.saturating_sub(1);
+        }
+        self.maybe_remove_key(key);
+    }
+
+    /// Drops a key that has no slot, no waiter and no undelivered request.
+    fn maybe_remove_key(&mut self, key: u32) {
+        let Some(k) = self.keys.get(key as usize) else {
+            return;
+        };
+        if k.busy > 0 || !k.idle.is_empty() || k.requests > 0 {
+            return;
+        }
+        let hash = self.hasher.hash_one(&k.target);
+        if let Ok(entry) = self.key_index.find_entry(hash, |&i| i == key) {
+            entry.remove();
+        }
+        self.open_blocked.remove(&mut self.keys, key, key_blocked);
+        self.keys.remove(key as usize);
+    }
+}
+
+#[cfg(test)]
+impl<C> Pool<C> {
+    /// Recounts everything from scratch and panics, with values, on the
+    /// first disagreement with the incremental bookkeeping. Called by the
+    /// tests after every step.
+    pub(crate) fn check_invariants(&mut self) {
+        use std::collections::HashSet;
+        let lim = self.limits;
+        assert_eq!(self.open, self.slots.len(), "open count");
+        assert!(
+            self.open <= lim.max_open,
+            "open {} > max_open {}",
+            self.open,
+            lim.max_open
+        );
+        let mut timers = 0;
+        let key_ids: Vec<u32> = self.keys.iter().map(|(i, _)| i as u32).collect();
+        let mut all_idle = 0;
+        for &k in &key_ids {
+            let busy = self
+                .slots
+                .iter()
+                .filter(|(_, s)| s.key == k && s.state != SlotState::Idle)
+                .count();
+            let idle: HashSet<u32> = self
+                .slots
+                .iter()
+                .filter(|(_, s)| s.key == k && s.state == SlotState::Idle)
+                .map(|(i, _)| i as u32)
+                .collect();
+            let waiting: Vec<u32> = {
+                let mut w: Vec<(u32, u32)> = self
+                    .requests
+                    .iter()
+                    .filter(|(_, r)| r.key == k && matches!(r.state, RequestState::Waiting))
+                    .map(|(i, _)| (i as u32, 0))
+                    .collect();
+                w.sort();
+                w.into_iter().map(|(i, _)| i).collect()
+            };
+            let requests = self.requests.iter().filter(|(_, r)| r.key == k).count();
+            let Some(ks) = self.keys.get(k as usize) else {
+                continue;
+            };
+            let (idle_list, waiting_list, ks_busy, ks_requests, blocked) = (
+                ks.idle,
+                ks.waiting,
+                ks.busy,
+                ks.requests,
+                ks.blocked.is_linked(),
+            );
+            let hash = self.hasher.hash_one(&ks.target);
+            let listed_idle: HashSet<u32> = idle_list
+                .collect(&mut self.slots, slot_key_idle)
+                .into_iter()
+                .collect();
+            let mut listed_waiting = waiting_list.collect(&mut self.requests, request_queue);
+            listed_waiting.sort();
+            assert_eq!(ks_busy, busy, "key {k} busy");
+            assert_eq!(listed_idle, idle, "key {k} idle list");
+            assert_eq!(listed_waiting, waiting, "key {k} wait queue");
+            assert_eq!(ks_requests, requests, "key {k} request count");
+            assert!(
+                busy + idle.len() <= lim.max_per_host,
+                "key {k}: busy {busy} + idle {} > max_per_host {}",
+                idle.len(),
+                lim.max_per_host
+            );
+            if !waiting.is_empty() && !self.shut_down {
+                assert!(idle.is_empty(), "key {k} has waiters and idle sockets");
+                let open_full = self.open >= lim.max_open && self.idle_lru.is_empty();
+                assert!(
+                    busy >= lim.max_per_host || open_full,
+                    "key {k} has waiters but could connect: busy {busy}, open {}",
+                    self.open
+                );
+                assert_eq!(
+                    blocked,
+                    busy < lim.max_per_host,
+                    "key {k} open_blocked membership"
+                );
+            } else {
+                assert!(!blocked, "key {k} open_blocked without waiters");
+            }
+            assert!(
+                busy > 0 || !idle.is_empty() || requests > 0,
+                "key {k} is empty but kept"
+            );
+            assert!(
+                self.key_index.find(hash, |&i| i == k).is_some(),
+                "key {k} missing from index"
+            );
+            all_idle += idle.len();
+        }
+        assert_eq!(self.key_index.len(), self.keys.len(), "key index size");
+        assert_eq!(self.idle_lru.len(), all_idle, "global idle list");
+        for (i, s) in self.slots.iter() {
+            let i = i as u32;
+            match s.state {
+                SlotState::Idle => {
+                    assert!(s.timer.is_some(), "idle slot {i} without keep-alive timer")
+                }
+                SlotState::Connecting { request: None } => {
+                    assert!(s.timer.is_some(), "orphan slot {i} without deadline")
+                }
+                _ => assert!(s.timer.is_none(), "slot {i} in {:?} has a timer", s.state),
+            }
+            timers += usize::from(s.timer.is_some());
+            match s.state {
+                SlotState::Connecting { request: Some(r) } => assert!(
+                    matches!(self.requests.get(r as usize).map(|r| &r.state), Some(RequestState::Connecting { slot }) if *slot == i),
+                    "slot {i} connecting for {r}, which disagrees"
+                ),
+                SlotState::Reserved { request: r } => assert!(
+                    matches!(self.requests.get(r as usize).map(|r| &r.state), Some(RequestState::Reserved { slot, .. }) if *slot == i),
+                    "slot {i} reserved for {r}, which disagrees"
+                ),
+                _ => {}
+            }
+        }
+        for (i, r) in self.requests.iter() {
+            let pending = matches!(
+                r.state,
+                RequestState::Waiting | RequestState::Connecting { .. }
+            );
+            assert_eq!(r.timer.is_some(), pending, "request {i} timer vs state");
+            timers += usize::from(r.timer.is_some());
+            if !pending {
+                let id = RequestId {
+                    index: i as u32,
+                    generation: r.generation,
+                };
+                assert!(
+                    self.ready.contains(&id),
+                    "decided request {i} not in ready queue"
+                );
+            }
+        }
+        assert_eq!(self.wheel.len(), timers, "timers in wheel");
+    }
+}

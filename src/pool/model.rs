@@ -1,0 +1,398 @@
+//! Property test: random sequences of every input, applied to the pool and
+//! to a simple model of what a user can observe, checked after every step.
+//!
+//! The model knows only what the driver and the caller see: commands
+//! (connect, close), outcomes, and the inputs it chose. From those alone it
+//! keeps the sockets per key, the contexts still out, the requests it
+//! deallocated and every request's deadline, and asserts:
+//!
+//! - sockets per key ≤ `max_per_host`, sockets in all ≤ `max_open`;
+//! - every context comes back exactly once (outcome or deallocate), and all
+//!   of them have come back after `shutdown` and a final drain;
+//! - no outcome after `deallocate`, none for a socket already closed;
+//! - FIFO per key: a request is never served while an earlier request of its
+//!   key still waits;
+//! - no timeout before the deadline, and no request left pending after it;
+//! - a lent connection is never handed to a second request.
+//!
+//! Besides, `check_invariants` recounts the pool's own bookkeeping.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Allocate { key: u16, timeout: Option<u64> },
+    Deallocate(usize),
+    ConnectOk(usize),
+    ConnectFail(usize),
+    Return { pick: usize, reusable: bool },
+    PeerClose(usize),
+    Advance(u64),
+    Drain,
+    Shutdown,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u16..3, prop::option::of(0u64..3_000)).prop_map(|(key, timeout)| Op::Allocate { key, timeout }),
+        1 => any::<usize>().prop_map(Op::Deallocate),
+        4 => any::<usize>().prop_map(Op::ConnectOk),
+        1 => any::<usize>().prop_map(Op::ConnectFail),
+        4 => (any::<usize>(), prop::bool::weighted(0.8)).prop_map(|(pick, reusable)| Op::Return { pick, reusable }),
+        1 => any::<usize>().prop_map(Op::PeerClose),
+        3 => prop_oneof![0u64..50, 0u64..2_000, 0u64..20_000].prop_map(Op::Advance),
+        5 => Just(Op::Drain),
+        1 => Just(Op::Shutdown),
+    ]
+}
+
+struct Model {
+    max_per_host: usize,
+    max_open: usize,
+    now: Millis,
+    /// Open sockets (commanded connects not yet closed) and their key (port).
+    sockets: HashMap<SlotId, u16>,
+    /// Sockets the caller holds.
+    lent: HashSet<SlotId>,
+    /// Requests without an outcome: context, key, deadline, allocation order.
+    pending: HashMap<RequestId, (u64, u16, Millis, u64)>,
+    deallocated: HashSet<RequestId>,
+    /// Requests seen served (connecting or reserved from the pool).
+    served: HashSet<RequestId>,
+    contexts_out: HashSet<u64>,
+    next_ctx: u64,
+    shut_down: bool,
+}
+
+impl Model {
+    fn connect(&mut self, slot: SlotId, port: u16) {
+        let per_key = self.sockets.values().filter(|&&p| p == port).count();
+        assert!(
+            per_key < self.max_per_host,
+            "connect for key {port} with {per_key} open"
+        );
+        assert!(
+            self.sockets.len() < self.max_open,
+            "connect with {} open",
+            self.sockets.len()
+        );
+        assert!(
+            self.sockets.insert(slot, port).is_none(),
+            "slot {slot:?} connected twice"
+        );
+    }
+
+    fn close(&mut self, slot: SlotId) {
+        assert!(
+            self.sockets.remove(&slot).is_some(),
+            "close of unknown {slot:?}"
+        );
+        assert!(
+            !self.lent.contains(&slot),
+            "closed {slot:?} while the caller holds it"
+        );
+    }
+
+    fn outcome(&mut self, id: RequestId, ctx: u64) {
+        assert!(
+            !self.deallocated.contains(&id),
+            "outcome after deallocate for {id:?}"
+        );
+        let Some((want, ..)) = self.pending.remove(&id) else {
+            panic!("second outcome for {id:?}")
+        };
+        assert_eq!(want, ctx, "context of {id:?}");
+        assert!(
+            self.contexts_out.remove(&ctx),
+            "context {ctx} came back twice"
+        );
+    }
+}
+
+/// Applies one op to the pool; the model watches and checks.
+fn step(pool: &mut Pool<u64>, m: &mut Model, op: &Op) {
+    match *op {
+        Op::Allocate { key, timeout } => {
+            let ctx = m.next_ctx;
+            m.next_ctx += 1;
+            let mut req = Request::new("http", IpAddr::V4(Ipv4Addr::LOCALHOST), 1000 + key, ctx);
+            if let Some(t) = timeout {
+                req = req.timeout(Duration::from_millis(t));
+            }
+            match pool.allocate(req, m.now) {
+                Ok(id) => {
+                    assert!(!m.shut_down, "allocate accepted after shutdown");
+                    let deadline = m.now + timeout.unwrap_or(pool.limits.timeout);
+                    m.pending.insert(id, (ctx, 1000 + key, deadline, ctx));
+                    m.contexts_out.insert(ctx);
+                }
+                Err(e) => {
+                    assert!(
+                        m.shut_down && matches!(e.error, Error::ShutDown),
+                        "refused: {e}"
+                    );
+                    assert_eq!(e.into_request().into_context(), ctx);
+                }
+            }
+        }
+        Op::Deallocate(pick) => {
+            let mut ids: Vec<RequestId> = m.pending.keys().copied().collect();
+            if ids.is_empty() {
+                return;
+            }
+            ids.sort();
+            let id = ids[pick % ids.len()];
+            let (ctx, ..) = m.pending[&id];
+            match pool.deallocate(id, m.now) {
+                Ok(back) => {
+                    assert_eq!(back, ctx);
+                    m.pending.remove(&id);
+                    m.deallocated.insert(id);
+                    assert!(m.contexts_out.remove(&ctx));
+                }
+                // Decided but not yet drained: the outcome is still to come.
+                Err(Error::UnknownRequest(_)) => panic!("pending {id:?} unknown to the pool"),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        Op::ConnectOk(pick) | Op::ConnectFail(pick) => {
+            let mut connecting: Vec<SlotId> = m
+                .sockets
+                .keys()
+                .copied()
+                .filter(|&s| pool.phase(s) == Some(Phase::Connecting))
+                .collect();
+            if connecting.is_empty() {
+                return;
+            }
+            connecting.sort_by_key(|s| (s.index, s.generation));
+            let slot = connecting[pick % connecting.len()];
+            if matches!(op, Op::ConnectOk(_)) {
+                pool.handle_connected(slot, m.now);
+            } else {
+                pool.handle_connect_failed(
+                    slot,
+                    ConnectError::from_errno(Function::Connect, libc::ECONNREFUSED),
+                );
+            }
+        }
+        Op::Return { pick, reusable } => {
+            let mut lent: Vec<SlotId> = m.lent.iter().copied().collect();
+            if lent.is_empty() {
+                return;
+            }
+            lent.sort_by_key(|s| (s.index, s.generation));
+            let slot = lent[pick % lent.len()];
+            m.lent.remove(&slot);
+            pool.handle_returned(slot, reusable, m.now);
+        }
+        Op::PeerClose(pick) => {
+            let mut quiet: Vec<SlotId> = m
+                .sockets
+                .keys()
+                .copied()
+                .filter(|&s| matches!(pool.phase(s), Some(Phase::Idle | Phase::Reserved)))
+                .collect();
+            if quiet.is_empty() {
+                return;
+            }
+            quiet.sort_by_key(|s| (s.index, s.generation));
+            pool.handle_dead(quiet[pick % quiet.len()], m.now);
+        }
+        Op::Advance(ms) => {
+            m.now += ms;
+            pool.handle_timeout(m.now);
+        }
+        Op::Drain => {}
+        Op::Shutdown => {
+            m.shut_down = true;
+            pool.shutdown();
+        }
+    }
+    // A served request whose reserved socket died waits again.
+    m.served.retain(|id| {
+        !pool.requests.get(id.index as usize).is_some_and(|e| {
+            e.generation == id.generation && matches!(e.state, RequestState::Waiting)
+        })
+    });
+    let mut served = Vec::new();
+    // Commands first (the driver runs them right after each input).
+    while let Some(command) = pool.poll_command() {
+        match command {
+            Command::Connect { slot, addr, .. } => {
+                m.connect(slot, addr.port());
+                if let Some(SlotState::Connecting { request: Some(r) }) =
+                    pool.slots.get(slot.index as usize).map(|s| s.state)
+                {
+                    served.push(r);
+                }
+            }
+            Command::Close { slot } => m.close(slot),
+        }
+    }
+    // Cache hits: reserved requests are served too.
+    for (i, r) in pool.requests.iter() {
+        if matches!(
+            r.state,
+            RequestState::Reserved {
+                from_cache: Some(_),
+                ..
+            }
+        ) {
+            served.push(i as u32);
+        }
+    }
+    // FIFO per key: nothing served while an earlier request of its key waits.
+    for r in served {
+        let Some(entry) = pool.requests.get(r as usize) else {
+            continue;
+        };
+        let id = RequestId {
+            index: r,
+            generation: entry.generation,
+        };
+        if !m.served.insert(id) {
+            continue; // served in an earlier step, not yet drained
+        }
+        let Some(&(_, key, deadline, order)) = m.pending.get(&id) else {
+            continue;
+        };
+        assert!(
+            deadline >= m.now,
+            "{id:?} served at {} after its deadline {deadline}",
+            m.now
+        );
+        for (other, &(_, other_key, _, other_order)) in &m.pending {
+            let waiting = pool.requests.get(other.index as usize).is_some_and(|e| {
+                e.generation == other.generation && matches!(e.state, RequestState::Waiting)
+            });
+            assert!(
+                !(other_key == key && other_order < order && waiting),
+                "{id:?} served while earlier {other:?} of key {key} waits"
+            );
+        }
+    }
+    if matches!(op, Op::Drain) {
+        while let Some(outcome) = pool.poll_outcome() {
+            match outcome {
+                PoolOutcome::Deliver {
+                    id, slot, context, ..
+                } => {
+                    assert!(
+                        m.sockets.contains_key(&slot),
+                        "delivered closed socket {slot:?}"
+                    );
+                    assert!(m.lent.insert(slot), "{slot:?} lent twice");
+                    m.outcome(id, context);
+                }
+                PoolOutcome::Fail {
+                    id, context, error, ..
+                } => {
+                    if error.is_timeout() {
+                        let deadline = m.pending.get(&id).map(|p| p.2);
+                        assert!(
+                            deadline.is_some_and(|d| m.now >= d),
+                            "{id:?} timed out before {deadline:?} at {}",
+                            m.now
+                        );
+                    }
+                    m.outcome(id, context);
+                }
+            }
+        }
+    }
+    // Deadlines: once timers ran, nothing waits or connects past its deadline.
+    for (id, &(_, _, deadline, _)) in &m.pending {
+        if matches!(op, Op::Advance(_)) && m.now >= deadline {
+            let undecided = pool.requests.get(id.index as usize).is_some_and(|e| {
+                matches!(
+                    e.state,
+                    RequestState::Waiting | RequestState::Connecting { .. }
+                )
+            });
+            assert!(
+                !undecided,
+                "{id:?} still pending at {} past deadline {deadline}",
+                m.now
+            );
+        }
+    }
+    assert_eq!(pool.open_count(), m.sockets.len(), "open sockets");
+    assert_eq!(pool.pending_count(), m.pending.len(), "pending requests");
+    pool.check_invariants();
+}
+
+fn run(max_per_host: usize, max_open: usize, keep_alive: u64, ops: &[Op]) {
+    let limits = Limits {
+        max_per_host,
+        max_open,
+        keep_alive,
+        timeout: 5_000,
+        bind_address: None,
+    };
+    let mut pool = Pool::new(limits);
+    let mut m = Model {
+        max_per_host,
+        max_open,
+        now: 0,
+        sockets: HashMap::new(),
+        lent: HashSet::new(),
+        pending: HashMap::new(),
+        deallocated: HashSet::new(),
+        served: HashSet::new(),
+        contexts_out: HashSet::new(),
+        next_ctx: 0,
+        shut_down: false,
+    };
+    for op in ops {
+        step(&mut pool, &mut m, op);
+    }
+    // The end: shut down, take every outcome, give every connection back.
+    step(&mut pool, &mut m, &Op::Shutdown);
+    step(&mut pool, &mut m, &Op::Drain);
+    while !m.lent.is_empty() {
+        step(
+            &mut pool,
+            &mut m,
+            &Op::Return {
+                pick: 0,
+                reusable: true,
+            },
+        );
+    }
+    assert!(
+        m.contexts_out.is_empty(),
+        "contexts never returned: {:?}",
+        m.contexts_out
+    );
+    assert!(m.sockets.is_empty(), "sockets left open: {:?}", m.sockets);
+    assert_eq!(pool.wheel.len(), 0, "timers left");
+}
+
+proptest! {
+    // 512 cases by default (about a second); PROPTEST_CASES=N searches deeper.
+    // Failures are kept beside this file (model.proptest-regressions).
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512),
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn pool_keeps_its_promises(
+        max_per_host in 1usize..=3,
+        max_open in 1usize..=5,
+        keep_alive in 1u64..3_000,
+        ops in prop::collection::vec(op(), 1..150),
+    ) {
+        run(max_per_host, max_open, keep_alive, &ops);
+    }
+}

@@ -1,0 +1,722 @@
+//! Deterministic tests of the pool core on a fake millisecond clock. Every
+//! deadline is checked on both sides: nothing at `deadline - 1`, the effect
+//! at `deadline`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use super::*;
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn limits(max_per_host: usize, max_open: usize) -> Limits {
+    Limits {
+        max_per_host,
+        max_open,
+        keep_alive: 15_000,
+        timeout: 120_000,
+        bind_address: None,
+    }
+}
+
+/// A pool, its clock, and shorthand for the driver's side of the contract.
+struct Harness {
+    pool: Pool<u64>,
+    now: Millis,
+}
+
+/// What an outcome said, without the moved values.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    Deliver {
+        ctx: u64,
+        slot: SlotId,
+        from_cache: Option<FromCache>,
+    },
+    Fail {
+        ctx: u64,
+        function: Function,
+        errno: Option<i32>,
+    },
+}
+
+impl Harness {
+    fn new(limits: Limits) -> Harness {
+        Harness {
+            pool: Pool::new(limits),
+            now: 0,
+        }
+    }
+
+    fn alloc(&mut self, port: u16, ctx: u64) -> RequestId {
+        self.alloc_req(Request::new("http", LOCAL, port, ctx))
+    }
+
+    fn alloc_timeout(&mut self, port: u16, ctx: u64, ms: u64) -> RequestId {
+        self.alloc_req(Request::new("http", LOCAL, port, ctx).timeout(Duration::from_millis(ms)))
+    }
+
+    fn alloc_req(&mut self, req: Request<u64>) -> RequestId {
+        let id = self.pool.allocate(req, self.now).unwrap();
+        self.pool.check_invariants();
+        id
+    }
+
+    fn commands(&mut self) -> Vec<Command> {
+        std::iter::from_fn(|| self.pool.poll_command()).collect()
+    }
+
+    /// The single Connect command expected now.
+    fn connect_cmd(&mut self) -> SlotId {
+        match self.commands().as_slice() {
+            [Command::Connect { slot, .. }] => *slot,
+            other => panic!("expected one connect, got {other:?}"),
+        }
+    }
+
+    fn outcomes(&mut self) -> Vec<Seen> {
+        let seen = std::iter::from_fn(|| self.pool.poll_outcome())
+            .map(|o| match o {
+                PoolOutcome::Deliver {
+                    slot,
+                    from_cache,
+                    context,
+                    ..
+                } => Seen::Deliver {
+                    ctx: context,
+                    slot,
+                    from_cache,
+                },
+                PoolOutcome::Fail { context, error, .. } => Seen::Fail {
+                    ctx: context,
+                    function: error.function(),
+                    errno: error.errno(),
+                },
+            })
+            .collect();
+        self.pool.check_invariants();
+        seen
+    }
+
+    fn connected(&mut self, slot: SlotId) {
+        self.pool.handle_connected(slot, self.now);
+        self.pool.check_invariants();
+    }
+
+    fn returned(&mut self, slot: SlotId, reusable: bool) {
+        self.pool.handle_returned(slot, reusable, self.now);
+        self.pool.check_invariants();
+    }
+
+    fn at(&mut self, now: Millis) {
+        self.now = now;
+        self.pool.handle_timeout(now);
+        self.pool.check_invariants();
+    }
+
+    /// Allocates on `port`, connects, delivers: a lent slot.
+    fn lend_new(&mut self, port: u16, ctx: u64) -> SlotId {
+        self.alloc(port, ctx);
+        let slot = self.connect_cmd();
+        self.connected(slot);
+        assert_eq!(
+            self.outcomes(),
+            vec![Seen::Deliver {
+                ctx,
+                slot,
+                from_cache: None
+            }]
+        );
+        slot
+    }
+}
+
+fn timed_out(ctx: u64) -> Seen {
+    Seen::Fail {
+        ctx,
+        function: Function::Connect,
+        errno: Some(libc::ETIMEDOUT),
+    }
+}
+
+#[test]
+fn new_connection_then_immediate_reuse() {
+    let mut h = Harness::new(limits(4, 128));
+    let id = h.alloc(80, 1);
+    let slot = match h.commands().as_slice() {
+        [
+            Command::Connect {
+                slot,
+                addr,
+                bind: None,
+            },
+        ] => {
+            assert_eq!(*addr, SocketAddr::new(LOCAL, 80));
+            *slot
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        h.outcomes().is_empty(),
+        "no outcome before the connect completes"
+    );
+    assert!(h.pool.is_pending(id));
+    h.connected(slot);
+    assert_eq!(
+        h.outcomes(),
+        vec![Seen::Deliver {
+            ctx: 1,
+            slot,
+            from_cache: None
+        }]
+    );
+    assert!(!h.pool.is_pending(id));
+    h.returned(slot, true);
+    assert_eq!(h.pool.idle_count(), 1);
+
+    h.alloc(80, 2);
+    assert!(h.commands().is_empty(), "a cache hit opens nothing");
+    assert_eq!(
+        h.outcomes(),
+        vec![Seen::Deliver {
+            ctx: 2,
+            slot,
+            from_cache: Some(FromCache::Immediate)
+        }]
+    );
+    assert_eq!(h.pool.idle_count(), 0);
+}
+
+#[test]
+fn keep_alive_expires_exactly_at_deadline() {
+    let mut h = Harness::new(limits(4, 128));
+    let slot = h.lend_new(80, 1);
+    h.at(1_000);
+    h.returned(slot, true);
+    h.at(15_999);
+    assert_eq!(h.pool.idle_count(), 1, "still idle 1 ms before keep_alive");
+    assert!(h.commands().is_empty());
+    h.at(16_000);
+    assert_eq!(h.commands(), vec![Command::Close { slot }]);
+    assert_eq!(h.pool.idle_count(), 0);
+    assert_eq!(h.pool.open_count(), 0);
+}
+
+#[test]
+fn reuse_restarts_keep_alive() {
+    let mut h = Harness::new(limits(4, 128));
+    let slot = h.lend_new(80, 1);
+    h.returned(slot, true);
+    h.at(10_000);
+    h.alloc(80, 2);
+    h.outcomes();
+    h.returned(slot, true);
+    h.at(24_999);
+    assert_eq!(h.pool.idle_count(), 1);
+    h.at(25_000);
+    assert_eq!(h.pool.idle_count(), 0);
+}
+
+#[test]
+fn connect_timeout_fires_exactly_at_deadline_and_closes_socket() {
+    let mut h = Harness::new(limits(4, 128));
+    h.at(500);
+    h.alloc_timeout(80, 7, 5_000);
+    let slot = h.connect_cmd();
+    h.at(5_499);
+    assert!(h.outcomes().is_empty());
+    assert!(h.commands().is_empty());
+    h.at(5_500);
+    assert_eq!(h.commands(), vec![Command::Close { slot }]);
+    assert_eq!(h.outcomes(), vec![timed_out(7)]);
+    assert_eq!(h.pool.open_count(), 0);
+}
+
+#[test]
+fn zero_timeout_fails_at_next_timeout_check_unless_idle() {
+    let mut h = Harness::new(limits(4, 128));
+    h.alloc_timeout(80, 1, 0);
+    let _ = h.connect_cmd();
+    h.at(0);
+    assert_eq!(h.outcomes(), vec![timed_out(1)]);
+    assert!(matches!(h.commands().as_slice(), [Command::Close { .. }]));
+
+    let slot = h.lend_new(80, 2);
+    h.returned(slot, true);
+    h.alloc_timeout(80, 3, 0);
+    h.at(0);
+    assert_eq!(
+        h.outcomes(),
+        vec![Seen::Deliver {
+            ctx: 3,
+            slot,
+            from_cache: Some(FromCache::Immediate)
+        }]
+    );
+}
+
+#[test]
+fn timeout_counts_queue_wait() {
+    let mut h = Harness::new(limits(1, 128));
+    let slot = h.lend_new(80, 1);
+    h.alloc_timeout(80, 2, 100);
+    assert!(h.commands().is_empty(), "max_per_host 1: the second waits");
+    h.at(99);
+    assert!(h.outcomes().is_empty());
+    h.at(100);
+    assert_eq!(h.outcomes(), vec![timed_out(2)]);
+    h.returned(slot, true);
+    assert_eq!(h.pool.idle_count(), 1, "nobody waits any more");
+}
+
+#[test]
+fn max_per_host_queues_fifo_and_reuse_is_deferred() {
+    let mut h = Harness::new(limits(1, 128));
+    let slot = h.lend_new(80, 1);
+    h.alloc(80, 2);
+    h.alloc(80, 3);
+    h.alloc(81, 9);
+    let other = h.connect_cmd();
+    assert_ne!(other, slot, "another host is not held up");
+    h.returned(slot, true);
+    assert_eq!(
+        h.outcomes(),
+        vec![Seen::Deliver {
+            ctx: 2,
+            slot,
+            from_cache: Some(FromCache::Deferred)
+        }]
+    );
+    h.returned(slot, false);
+    let fresh = match h.commands().as_slice() {
+        [
+            Command::Close { slot: closed },
+            Command::Connect { slot: next, .. },
+        ] => {
+            assert_eq!(*closed, slot);
+            *next
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(h.commands().is_empty());
+    h.connected(fresh);
+    assert_eq!(
+        h.outcomes(),
+        vec![Seen::Deliver {
+            ctx: 3,
+            slot: fresh,
+            from_cache: None
+        }]
+    );
+}
+
+#[test]
+fn max_open_one_second_request_is_deferred() {
+    let mut h = Harness::new(limits(4, 1));
+    let slot = h.lend_new(80, 1);
+    h.alloc(80, 2);
+    assert!(h.commands().is_empty());
+    h.returned(slot, true);
+    assert!(h.commands().is_empty(), "reused, not closed and reopened");
+    assert_eq!(
+        h.outcomes(),
+        vec![Seen::Deliver {
+            ctx: 2,
+            slot,
+            from_cache: Some(FromCache::Deferred)
+        }]
+    );
+}
+
+#[test]
+fn max_open_evicts_least_recently_used_idle_of_other_key() {
+    let mut h = Harness::new(limits(4, 2));
+    let a = h.lend_new(80, 1);
+    let b = h.lend_new(81, 2);
+    h.at(10);
+    h.returned(a, true);
+    h.at(20);
+    h.returned(b, true);
+    h.alloc(82, 3);
+    match h.commands().as_slice() {
+        [Command::Close { slot }, Command::Connect { addr, .. }] => {
+            assert_eq!(*slot, a, "the least recently used idle socket goes");
+            assert_eq!(addr.port(), 82);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.pool.idle_count(), 1);
+}
+
+#[test]
+fn waiter_blocked_on_max_open_evicts_when_an_idle_socket_appears() {
+    let mut h = Harness::new(limits(4, 1));
+    let a = h.lend_new(80, 1);
+    h.alloc(81, 2);
+    assert!(h.commands().is_empty());
+    h.returned(a, true);
+    match h.commands().as_slice() {
+        [Command::Close { slot }, Command::Connect { addr, .. }] => {
+            assert_eq!(*slot, a);
+            assert_eq!(addr.port(), 81);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn keys_blocked_on_max_open_are_served_in_order() {
+    let mut h = Harness::new(limits(4, 1));
+    let a = h.lend_new(80, 1);
+    h.alloc(81, 2);
+    h.alloc(82, 3);
+    h.returned(a, false);
+    match h.commands().as_slice() {
+        [Command::Close { .. }, Command::Connect { addr, slot, .. }] => {
+            assert_eq!(addr.port(), 81, "first blocked key first");
+            h.pool.handle_connect_failed(
+                *slot,
+                ConnectError::from_errno(Function::Connect, libc::ECONNREFUSED),
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match h.commands().as_slice() {
+        [Command::Close { .. }, Command::Connect { addr, .. }] => assert_eq!(addr.port(), 82),
+        other => panic!("{other:?}"),
+    }
+    h.pool.check_invariants();
+}
+
+#[test]
+fn mru_idle_socket_is_reused_first() {
+    let mut h = Harness::new(limits(4, 128));
+    let a = h.lend_new(80, 1);
+    let b = h.lend_new(80, 2);
+    h.returned(a, true);
+    h.returned(b, true);
+    h.alloc(80, 3);
+    assert_eq!(
+        h.outcomes(),
+        vec![Seen::Deliver {
+            ctx: 3,
+            slot: b,
+            from_cache: Some(FromCache::Immediate)
+        }]
+    );
+}
+
+#[test]
+fn connect_failure_fails_request_and_serves_next_waiter() {
+    let mut h = Harness::new(limits(1, 128));
+    h.alloc(80, 1);
+    h.alloc(80, 2);
+    let slot = h.connect_cmd();
+    h.pool.handle_connect_failed(
+        slot,
+        ConnectError::from_errno(Function::Connect, libc::ECONNREFUSED),
+    );
+    h.pool.check_invariants();
+    let next = match h.commands().as_slice() {
+        [
+            Command::Close { slot: closed },
+            Command::Connect { slot: next, .. },
+        ] => {
+            assert_eq!(*closed, slot);
+            *next
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        h.outcomes(),
+        vec![Seen::Fail {
+            ctx: 1,
+            function: Function::Connect,
+            errno: Some(libc::ECONNREFUSED)
+        }]
+    );
+    h.connected(next);
+    assert_eq!(
+        h.outcomes(),
+        vec![Seen::Deliver {
+            ctx: 2,
+            slot: next,
+            from_cache: None
+        }]
+    );
+}
+
+#[test]
+fn deallocate_waiting_returns_context_and_no_outcome() {
+    let mut h = Harness::new(limits(1, 128));
+    let slot = h.lend_new(80, 1);
+    let id = h.alloc(80, 2);
+    assert_eq!(h.pool.deallocate(id, h.now).unwrap(), 2);
+    h.pool.check_invariants();
+    assert!(matches!(
+        h.pool.deallocate(id, h.now),
+        Err(Error::UnknownRequest(_))
+    ));
+    h.returned(slot, true);
+    h.at(200_000);
+    assert!(h.outcomes().is_empty());
+}
+
+#[test]
+fn deallocated_connect_that_completes_idles_for_the_next_request() {
+    let mut h = Harness::new(limits(4, 128));
+    let id = h.alloc(80, 1);
+    let slot = h.connect_cmd();
+    assert_eq!(h.pool.deallocate(id, h.now).unwrap(), 1);
+    h.pool.check_invariants();
+    h.connected(slot);
+    assert!(h.outcomes().is_empty());
+    assert_eq!(h.pool.idle_count(), 1);
+    h.alloc(80, 2);
+    assert_eq!(
+        h.outcomes(),
+        vec![Seen::Deliver {
+            ctx: 2,
+            slot,
+            from_cache: Some(FromCache::Immediate)
+        }]
+    );
+}
+
+#[test]
+fn deallocated_connect_still_times_out_at_the_request_deadline() {
+    let mut h = Harness::new(limits(4, 128));
+    let id = h.alloc_timeout(80, 1, 300);
+    let slot = h.connect_cmd();
+    h.pool.deallocate(id, h.now).unwrap();
+    h.at(299);
+    assert!(h.commands().is_empty());
+    h.at(300);
+    assert_eq!(h.commands(), vec![Command::Close { slot }]);
+    assert!(h.outcomes().is_empty());
+    assert_eq!(h.pool.open_count(), 0);
+}
+
+#[test]
+fn deallocate_after_cache_hit_puts_socket_back() {
+    let mut h = Harness::new(limits(4, 128));
+    let slot = h.lend_new(80, 1);
+    h.returned(slot, true);
+    let id = h.alloc(80, 2);
+    assert_eq!(h.pool.idle_count(), 0, "reserved");
+    assert_eq!(h.pool.deallocate(id, h.now).unwrap(), 2);
+    h.pool.check_invariants();
+    assert_eq!(h.pool.idle_count(), 1);
+    assert!(h.outcomes().is_empty());
+}
+
+#[test]
+fn reserved_socket_that_dies_before_delivery_is_replaced() {
+    let mut h = Harness::new(limits(4, 128));
+    let a = h.lend_new(80, 1);
+    let b = h.lend_new(80, 2);
+    h.returned(a, true);
+    h.returned(b, true);
+    h.alloc(80, 3); // reserves b (MRU)
+    h.pool.handle_dead(b, h.now);
+    h.pool.check_invariants();
+    assert_eq!(h.commands(), vec![Command::Close { slot: b }]);
+    assert_eq!(
+        h.outcomes(),
+        vec![Seen::Deliver {
+            ctx: 3,
+            slot: a,
+            from_cache: Some(FromCache::Immediate)
+        }]
+    );
+
+    h.returned(a, true);
+    h.alloc(80, 4);
+    h.pool.handle_dead(a, h.now);
+    h.pool.check_invariants();
+    let slot = match h.commands().as_slice() {
+        [Command::Close { slot }, Command::Connect { slot: new, .. }] => {
+            assert_eq!(*slot, a);
+            *new
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(h.outcomes().is_empty(), "no dead socket is delivered");
+    h.connected(slot);
+    assert_eq!(
+        h.outcomes(),
+        vec![Seen::Deliver {
+            ctx: 4,
+            slot,
+            from_cache: None
+        }]
+    );
+}
+
+#[test]
+fn idle_socket_closed_by_peer_frees_capacity() {
+    let mut h = Harness::new(limits(4, 1));
+    let a = h.lend_new(80, 1);
+    h.returned(a, true);
+    h.pool.handle_dead(a, h.now);
+    h.pool.check_invariants();
+    assert_eq!(h.commands(), vec![Command::Close { slot: a }]);
+    assert_eq!(h.pool.open_count(), 0);
+}
+
+#[test]
+fn returned_unclean_connection_is_closed() {
+    let mut h = Harness::new(limits(4, 128));
+    let a = h.lend_new(80, 1);
+    h.returned(a, false);
+    assert_eq!(h.commands(), vec![Command::Close { slot: a }]);
+    assert_eq!(h.pool.idle_count(), 0);
+    h.alloc(80, 2);
+    assert!(matches!(h.commands().as_slice(), [Command::Connect { .. }]));
+}
+
+#[test]
+fn different_targets_never_share() {
+    let mut h = Harness::new(limits(4, 128));
+    let a = h.lend_new(80, 1);
+    h.returned(a, true);
+    h.alloc_req(Request::new("https", LOCAL, 80, 2));
+    h.alloc_req(Request::new("http", LOCAL, 80, 3).tag("tunnel"));
+    h.alloc_req(Request::new("http", LOCAL, 80, 4).bind_address(LOCAL));
+    assert_eq!(h.commands().len(), 3, "three new connections");
+    assert_eq!(h.pool.idle_count(), 1);
+}
+
+#[test]
+fn shutdown_fails_pending_closes_idle_and_refuses_new() {
+    let mut h = Harness::new(limits(1, 128));
+    let lent = h.lend_new(80, 1);
+    let idle = h.lend_new(81, 2);
+    h.returned(idle, true);
+    h.alloc(80, 3); // waits
+    h.alloc(82, 4); // connecting
+    let connecting = h.connect_cmd();
+    h.pool.shutdown();
+    h.pool.check_invariants();
+    let mut closes = h.commands();
+    closes.sort_by_key(|c| format!("{c:?}"));
+    let mut want = vec![
+        Command::Close { slot: idle },
+        Command::Close { slot: connecting },
+    ];
+    want.sort_by_key(|c| format!("{c:?}"));
+    assert_eq!(closes, want);
+    let mut seen = h.outcomes();
+    seen.sort_by_key(|s| format!("{s:?}"));
+    let cancelled = |ctx| Seen::Fail {
+        ctx,
+        function: Function::Shutdown,
+        errno: Some(libc::ECANCELED),
+    };
+    assert_eq!(seen, vec![cancelled(3), cancelled(4)]);
+    let err = h
+        .pool
+        .allocate(Request::new("http", LOCAL, 80, 5), h.now)
+        .unwrap_err();
+    assert!(matches!(err.error, Error::ShutDown));
+    assert_eq!(err.into_request().into_context(), 5);
+    h.returned(lent, true);
+    assert_eq!(
+        h.commands(),
+        vec![Command::Close { slot: lent }],
+        "lent sockets close on return"
+    );
+    assert_eq!(h.pool.open_count(), 0);
+}
+
+#[test]
+fn invalid_requests_are_refused_with_the_request() {
+    let mut h = Harness::new(limits(1, 128));
+    let err = h
+        .pool
+        .allocate(Request::new("", LOCAL, 80, 1), 0)
+        .unwrap_err();
+    assert!(matches!(err.error, Error::InvalidRequest { .. }));
+    let err = h
+        .pool
+        .allocate(Request::new("http", LOCAL, 0, 2), 0)
+        .unwrap_err();
+    assert!(matches!(err.error, Error::InvalidRequest { .. }));
+    assert_eq!(err.into_request().into_context(), 2);
+    let err = h
+        .pool
+        .allocate(
+            Request::new("http", LOCAL, 80, 3).timeout(Duration::from_secs(u64::MAX / 2)),
+            0,
+        )
+        .unwrap_err();
+    assert!(matches!(err.error, Error::InvalidRequest { .. }));
+    assert_eq!(h.pool.pending_count(), 0);
+}
+
+#[test]
+fn stale_ids_are_rejected() {
+    let mut h = Harness::new(limits(4, 128));
+    let id = h.alloc(80, 1);
+    let slot = h.connect_cmd();
+    h.connected(slot);
+    h.outcomes();
+    assert!(matches!(h.pool.deallocate(id, 0), Err(Error::UnknownRequest(got)) if got == id));
+    let reuse = h.alloc(81, 2);
+    assert_eq!(reuse.index, id.index, "slab reuses the index");
+    assert!(
+        matches!(h.pool.deallocate(id, 0), Err(Error::UnknownRequest(_))),
+        "old generation"
+    );
+    assert_eq!(h.pool.deallocate(reuse, 0).unwrap(), 2);
+}
+
+#[test]
+fn keys_are_forgotten_when_empty() {
+    let mut h = Harness::new(limits(4, 128));
+    for port in 1..=100 {
+        let slot = h.lend_new(port, u64::from(port));
+        h.returned(slot, false);
+        h.commands();
+    }
+    assert_eq!(h.pool.keys.len(), 0);
+    assert_eq!(h.pool.key_index.len(), 0);
+}
+
+#[test]
+fn default_bind_address_applies_unless_request_sets_one() {
+    let mut l = limits(4, 128);
+    l.bind_address = Some(LOCAL);
+    let mut h = Harness::new(l);
+    h.alloc(80, 1);
+    let other: IpAddr = "127.0.0.2".parse().unwrap();
+    h.alloc_req(Request::new("http", LOCAL, 80, 2).bind_address(other));
+    let binds: Vec<_> = h
+        .commands()
+        .into_iter()
+        .map(|c| match c {
+            Command::Connect { bind, .. } => bind,
+            Command::Close { .. } => panic!("close"),
+        })
+        .collect();
+    assert_eq!(binds, vec![Some(LOCAL), Some(other)]);
+}
+
+#[test]
+fn reserved_socket_dying_after_the_deadline_times_the_request_out() {
+    // Found by the model test: the replacement must not start a connect past
+    // the request's deadline.
+    let mut h = Harness::new(limits(1, 2));
+    h.alloc_timeout(80, 1, 100);
+    let slot = h.connect_cmd();
+    h.connected(slot); // reserved, not yet drained
+    h.at(100);
+    assert!(
+        h.commands().is_empty(),
+        "a reserved request has no running timeout"
+    );
+    h.pool.handle_dead(slot, h.now);
+    h.pool.check_invariants();
+    assert_eq!(h.commands(), vec![Command::Close { slot }], "no reconnect");
+    assert_eq!(h.outcomes(), vec![timed_out(1)]);
+}
