@@ -202,7 +202,7 @@ impl<C> Reactor<C> {
         if self.driver.pool.has_outcomes() || returned {
             return Some(Duration::ZERO);
         }
-        let now = self.driver.now();
+        let now = self.driver.now_floor();
         self.driver
             .pool
             .poll_timeout()
@@ -238,10 +238,11 @@ impl<C> Reactor<C> {
         let wait = if driver.pool.has_outcomes() {
             Some(Duration::ZERO)
         } else {
+            let floor = driver.now_floor();
             let deadline = driver
                 .pool
                 .poll_timeout()
-                .map(|d| Duration::from_millis(d.saturating_sub(now)));
+                .map(|d| Duration::from_millis(d.saturating_sub(floor)));
             match (wait, deadline) {
                 (Some(w), Some(d)) => Some(w.min(d)),
                 (w, d) => w.or(d),
@@ -256,7 +257,7 @@ impl<C> Reactor<C> {
         for event in self.mio_events.iter() {
             driver.handle_readiness(event, events, now);
         }
-        driver.pool.handle_timeout(now);
+        driver.pool.handle_timeout(driver.now_floor());
         driver.run_commands(now);
         driver.deliver(events);
         Ok(())
@@ -304,9 +305,16 @@ fn token(slot: SlotId) -> Token {
 }
 
 impl<C> Driver<C> {
-    /// The clock read: milliseconds since the reactor started, rounded down
-    /// (deadlines are rounded up, so nothing fires early).
+    /// The clock read for inputs, which may schedule deadlines: milliseconds
+    /// since the reactor started, rounded up, so that `now + timeout` is never
+    /// earlier than the real deadline.
     fn now(&self) -> Millis {
+        crate::time::millis_ceil(self.epoch.elapsed())
+    }
+
+    /// The clock read for firing deadlines: rounded down, so a deadline fires
+    /// only once the real time has reached it.
+    fn now_floor(&self) -> Millis {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
