@@ -104,6 +104,8 @@ impl<C> Reactor<C> {
     /// no syscall, no allocation once warm.
     pub fn allocate(&mut self, request: Request<C>) -> Result<RequestId, AllocateError<C>> {
         let now = self.driver.now();
+        // Connections dropped since the last tick may serve this request.
+        self.driver.take_returned(now);
         let id = self.driver.pool.allocate(request, now)?;
         self.driver.run_commands(now);
         Ok(id)

@@ -156,22 +156,28 @@ impl<C> fmt::Debug for Request<C> {
 /// Names a pending request, from [`allocate`](crate::Reactor::allocate) until
 /// its outcome event, and tags that event.
 ///
-/// Ids carry a generation, so an id whose request has ended is never mistaken
-/// for a later request that reuses its slot.
+/// Ids carry their reactor and a generation, so an id whose request has
+/// ended is never mistaken for a later request that reuses its slot, nor an
+/// id from another reactor for one of this reactor's.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId {
+    pub(crate) reactor: u32,
     pub(crate) index: u32,
     pub(crate) generation: u32,
 }
 
 impl fmt::Debug for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RequestId({}.{})", self.index, self.generation)
+        write!(
+            f,
+            "RequestId({}:{}.{})",
+            self.reactor, self.index, self.generation
+        )
     }
 }
 
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.index, self.generation)
+        write!(f, "{}:{}.{}", self.reactor, self.index, self.generation)
     }
 }

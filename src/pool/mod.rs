@@ -244,8 +244,13 @@ pub(crate) struct Pool<C> {
     commands: VecDeque<Command>,
     ready: VecDeque<RequestId>,
     next_generation: u32,
+    /// Tells this pool's request ids from other pools'.
+    pool_id: u32,
     shut_down: bool,
 }
+
+/// Source of pool ids, unique in the process (until 2^32 pools were made).
+static NEXT_POOL_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
 impl<C> Pool<C> {
     pub(crate) fn new(limits: Limits) -> Self {
@@ -263,6 +268,7 @@ impl<C> Pool<C> {
             commands: VecDeque::new(),
             ready: VecDeque::new(),
             next_generation: 0,
+            pool_id: NEXT_POOL_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             shut_down: false,
         }
     }
@@ -326,7 +332,13 @@ impl<C> Pool<C> {
         }
         let key = self.key_for(&request.target);
         let generation = self.generation();
-        let deadline = now.saturating_add(timeout);
+        // `now` may be rounded up by up to 1 ms (see the driver's clock); a
+        // zero timeout must still expire at the very next timer check.
+        let deadline = if timeout == 0 {
+            now.saturating_sub(1)
+        } else {
+            now.saturating_add(timeout)
+        };
         let Request {
             target, context, ..
         } = request;
@@ -354,7 +366,11 @@ impl<C> Pool<C> {
         if let Some(r) = self.requests.get_mut(index as usize) {
             r.waited = matches!(r.state, RequestState::Waiting);
         }
-        Ok(RequestId { index, generation })
+        Ok(RequestId {
+            reactor: self.pool_id,
+            index,
+            generation,
+        })
     }
 
     /// Cancels a pending request and gives its context back. No outcome is
@@ -774,6 +790,7 @@ impl<C> Pool<C> {
         let timer = req.timer.take();
         req.state = RequestState::Reserved { slot, from_cache };
         let id = RequestId {
+            reactor: self.pool_id,
             index: r,
             generation: req.generation,
         };
@@ -792,6 +809,7 @@ impl<C> Pool<C> {
         let timer = req.timer.take();
         req.state = RequestState::Failed(error);
         let id = RequestId {
+            reactor: self.pool_id,
             index: r,
             generation: req.generation,
         };
@@ -1124,6 +1142,7 @@ impl<C> Pool<C> {
             timers += usize::from(r.timer.is_some());
             if !pending {
                 let id = RequestId {
+                    reactor: self.pool_id,
                     index: i as u32,
                     generation: r.generation,
                 };

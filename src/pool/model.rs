@@ -128,7 +128,10 @@ fn step(pool: &mut Pool<u64>, m: &mut Model, op: &Op) {
             match pool.allocate(req, m.now) {
                 Ok(id) => {
                     assert!(!m.shut_down, "allocate accepted after shutdown");
-                    let deadline = m.now + timeout.unwrap_or(pool.limits.timeout);
+                    let deadline = match timeout.unwrap_or(pool.limits.timeout) {
+                        0 => m.now.saturating_sub(1),
+                        t => m.now + t,
+                    };
                     m.pending.insert(id, (ctx, 1000 + key, deadline, ctx));
                     m.contexts_out.insert(ctx);
                 }
@@ -254,6 +257,7 @@ fn step(pool: &mut Pool<u64>, m: &mut Model, op: &Op) {
             continue;
         };
         let id = RequestId {
+            reactor: pool.pool_id,
             index: r,
             generation: entry.generation,
         };

@@ -1,0 +1,320 @@
+//! Test support: loopback servers, awkward listeners, and waits with caps.
+//!
+//! Every wait is bounded by a generous cap that only matters when something
+//! is broken; no test's verdict depends on how fast the machine is.
+
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+pub mod nginx;
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use keepalive::{Config, Connection, Event, Events, Outcome, Reactor, Request};
+
+pub const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// How long a wait may take before the test fails: only reached when broken.
+pub const CAP: Duration = Duration::from_secs(10);
+
+/// An HTTP/1.1 keep-alive server on loopback, a thread per connection. It
+/// counts connections and requests, and can close or write to the
+/// connections it holds, so tests can play a misbehaving peer.
+pub struct Server {
+    pub addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_on(LOCALHOST)
+    }
+
+    pub fn start_on(ip: IpAddr) -> Server {
+        let listener = TcpListener::bind((ip, 0)).expect("bind test server");
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, r, o, s) = (
+            accepted.clone(),
+            requests.clone(),
+            open.clone(),
+            stop.clone(),
+        );
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                a.fetch_add(1, Ordering::SeqCst);
+                o.lock().unwrap().push(stream.try_clone().unwrap());
+                let r = r.clone();
+                thread::spawn(move || serve(stream, &r));
+            }
+        });
+        Server {
+            addr,
+            accepted,
+            requests,
+            open,
+            stop,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Requests answered so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Closes every connection the server holds (FIN to the client).
+    pub fn close_all(&self) {
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Writes bytes nobody asked for on every connection the server holds.
+    pub fn send_unsolicited(&self) {
+        for s in self.open.lock().unwrap().iter_mut() {
+            let _ = s.write_all(b"surprise");
+        }
+    }
+
+    /// Waits until the server has accepted `n` connections.
+    pub fn wait_accepted(&self, n: usize) {
+        let start = Instant::now();
+        while self.accepted() < n {
+            assert!(
+                start.elapsed() < CAP,
+                "server accepted {} of {n}",
+                self.accepted()
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.close_all();
+        // Wake the accept loop so it sees `stop`.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(100));
+    }
+}
+
+/// Answers `GET` heads with a small body, keep-alive, until EOF.
+fn serve(stream: TcpStream, requests: &AtomicUsize) {
+    let Ok(mut out) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    loop {
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) if line == "\r\n" => break,
+                Ok(_) => {}
+            }
+        }
+        requests.fetch_add(1, Ordering::SeqCst);
+        let body = "hello\n";
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if out.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// A port with no listener: connects are refused.
+pub fn refused_port() -> u16 {
+    let l = TcpListener::bind((LOCALHOST, 0)).unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A listener whose accept queue is full, so a further connect stays in
+/// SYN-SENT (Linux drops SYNs to a full queue). Keep the returned value
+/// alive for as long as the listener must stay full.
+pub struct FullBacklog {
+    pub addr: SocketAddr,
+    _listener: socket2::Socket,
+    _fillers: Vec<TcpStream>,
+}
+
+pub fn full_backlog() -> FullBacklog {
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&SocketAddr::new(LOCALHOST, 0).into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..16 {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => fillers.push(s),
+            Err(_) => {
+                return FullBacklog {
+                    addr,
+                    _listener: listener,
+                    _fillers: fillers,
+                };
+            }
+        }
+    }
+    panic!("could not fill the accept queue of {addr}");
+}
+
+pub fn reactor<C>(config: Config) -> Reactor<C> {
+    Reactor::new(config).expect("valid config")
+}
+
+pub fn request<C>(port: u16, context: C) -> Request<C> {
+    Request::new("http", LOCALHOST, port, context)
+}
+
+/// Polls until an outcome arrives and returns it; readiness events that come
+/// first are dropped. Fails the test after [`CAP`].
+pub fn wait_outcome<C>(reactor: &mut Reactor<C>, events: &mut Events<C>) -> Outcome<C> {
+    let start = Instant::now();
+    loop {
+        if let Some(pos) = events.iter().position(|e| matches!(e, Event::Outcome(_))) {
+            let mut all: Vec<Event<C>> = events.drain().collect();
+            let Event::Outcome(outcome) = all.remove(pos) else {
+                unreachable!()
+            };
+            return outcome;
+        }
+        events.drain().for_each(drop);
+        assert!(start.elapsed() < CAP, "no outcome within {CAP:?}");
+        reactor
+            .poll(events, Some(Duration::from_millis(100)))
+            .unwrap();
+    }
+}
+
+/// Allocates and waits for a connection.
+pub fn connect<C>(reactor: &mut Reactor<C>, events: &mut Events<C>, req: Request<C>) -> Connection {
+    reactor.allocate(req).unwrap();
+    match wait_outcome(reactor, events).result {
+        Ok(conn) => conn,
+        Err(e) => panic!("allocation failed: {e}"),
+    }
+}
+
+/// Polls for `d` (tests that must see nothing happen, or let time pass).
+pub fn poll_for<C>(reactor: &mut Reactor<C>, events: &mut Events<C>, d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until {
+        reactor.poll(events, Some(until - Instant::now())).unwrap();
+    }
+}
+
+/// Polls until `cond` holds, failing after [`CAP`].
+pub fn poll_until<C>(
+    reactor: &mut Reactor<C>,
+    events: &mut Events<C>,
+    what: &str,
+    mut cond: impl FnMut(&Reactor<C>) -> bool,
+) {
+    let start = Instant::now();
+    while !cond(reactor) {
+        assert!(start.elapsed() < CAP, "timed out waiting for {what}");
+        reactor
+            .poll(events, Some(Duration::from_millis(10)))
+            .unwrap();
+    }
+}
+
+/// One HTTP/1.1 GET over a lent connection: writes the request, reads the
+/// response by Content-Length, waiting on the reactor for readiness.
+/// Returns the body.
+pub fn get<C>(reactor: &mut Reactor<C>, events: &mut Events<C>, conn: &mut Connection) -> String {
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    read_response(reactor, events, conn)
+}
+
+/// Reads one HTTP response by Content-Length and returns its body (the head's
+/// `X-Conn` header, if any, is appended as `conn=<value>` on its own line).
+pub fn read_response<C>(
+    reactor: &mut Reactor<C>,
+    events: &mut Events<C>,
+    conn: &mut Connection,
+) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let start = Instant::now();
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let header = |name: &str| {
+                head.lines().find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                })
+            };
+            let len: usize = header("content-length")
+                .expect("Content-Length")
+                .parse()
+                .unwrap();
+            if buf.len() >= end + 4 + len {
+                assert_eq!(buf.len(), end + 4 + len, "more bytes than one response");
+                let mut body = String::from_utf8_lossy(&buf[end + 4..]).to_string();
+                if let Some(c) = header("x-conn") {
+                    body.push_str(&format!("conn={c}\n"));
+                }
+                return body;
+            }
+        }
+        match conn.read(&mut chunk) {
+            Ok(0) => panic!("peer closed mid-response after {} bytes", buf.len()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                assert!(start.elapsed() < CAP, "no response within {CAP:?}");
+                reactor
+                    .poll(events, Some(Duration::from_millis(100)))
+                    .unwrap();
+                events.drain().for_each(drop);
+            }
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+/// Reads until `WouldBlock` (discarding), so the connection knows its
+/// receive queue is empty.
+pub fn drain_reads(conn: &mut Connection) {
+    let mut chunk = [0u8; 1024];
+    loop {
+        match conn.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}

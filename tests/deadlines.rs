@@ -1,0 +1,159 @@
+//! Deadlines and cancellation: request timeouts (connect, queue wait, zero),
+//! keep-alive expiry, refused connects, and deallocate.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use keepalive::{Config, Event, Events, FromCache, Function};
+
+#[test]
+fn connect_to_a_full_backlog_times_out_with_etimedout() {
+    let stuck = full_backlog();
+    let mut ka = reactor(Config::default());
+    let mut events = Events::new();
+    let start = Instant::now();
+    ka.allocate(request(stuck.addr.port(), "stuck").timeout(Duration::from_millis(200)))
+        .unwrap();
+    let outcome = wait_outcome(&mut ka, &mut events);
+    let err = outcome.result.unwrap_err();
+    assert!(
+        start.elapsed() >= Duration::from_millis(200),
+        "never early: {:?}",
+        start.elapsed()
+    );
+    assert_eq!(err.function(), Function::Connect);
+    assert_eq!(err.errno(), Some(libc::ETIMEDOUT));
+    assert!(err.is_timeout());
+    assert_eq!(outcome.context, "stuck");
+    assert_eq!(ka.open_count(), 0, "the half-open socket is closed");
+}
+
+#[test]
+fn zero_timeout_fails_at_the_next_poll_unless_a_connection_is_idle() {
+    let stuck = full_backlog();
+    let server = Server::start();
+    let mut ka = reactor(Config::default());
+    let mut events = Events::new();
+    ka.allocate(request(stuck.addr.port(), ()).timeout(Duration::ZERO))
+        .unwrap();
+    ka.poll_events(&mut events).unwrap();
+    let Some(Event::Outcome(outcome)) = events.drain().next() else {
+        panic!("no outcome at once")
+    };
+    assert!(outcome.result.unwrap_err().is_timeout());
+
+    let conn = connect(&mut ka, &mut events, request(server.port(), ()));
+    ka.free(conn).unwrap();
+    ka.allocate(request(server.port(), ()).timeout(Duration::ZERO))
+        .unwrap();
+    ka.poll_events(&mut events).unwrap();
+    let Some(Event::Outcome(outcome)) = events.drain().next() else {
+        panic!("no outcome at once")
+    };
+    assert_eq!(
+        outcome.result.unwrap().from_cache(),
+        Some(FromCache::Immediate)
+    );
+}
+
+#[test]
+fn timeout_counts_the_wait_in_the_queue() {
+    let server = Server::start();
+    let mut ka = reactor(Config::default().with_max_per_host(1));
+    let mut events = Events::new();
+    let held = connect(&mut ka, &mut events, request(server.port(), 1));
+    let start = Instant::now();
+    ka.allocate(request(server.port(), 2).timeout(Duration::from_millis(100)))
+        .unwrap();
+    let outcome = wait_outcome(&mut ka, &mut events);
+    assert!(start.elapsed() >= Duration::from_millis(100));
+    assert_eq!(outcome.context, 2);
+    assert!(outcome.result.unwrap_err().is_timeout());
+    ka.free(held).unwrap();
+    assert_eq!(ka.idle_count(), 1, "nobody is waiting any more");
+}
+
+#[test]
+fn keep_alive_expiry_forces_a_new_connection() {
+    let server = Server::start();
+    let mut ka = reactor(Config::default().with_keep_alive(Duration::from_millis(100)));
+    let mut events = Events::new();
+    let conn = connect(&mut ka, &mut events, request(server.port(), ()));
+    let freed = Instant::now();
+    ka.free(conn).unwrap();
+    poll_until(&mut ka, &mut events, "keep-alive expiry", |k| {
+        k.idle_count() == 0
+    });
+    assert!(
+        freed.elapsed() >= Duration::from_millis(100),
+        "expired early: {:?}",
+        freed.elapsed()
+    );
+    assert_eq!(ka.open_count(), 0);
+    let conn = connect(&mut ka, &mut events, request(server.port(), ()));
+    assert_eq!(conn.from_cache(), None);
+    server.wait_accepted(2);
+}
+
+#[test]
+fn next_timeout_tracks_keep_alive_expiry() {
+    let server = Server::start();
+    let mut ka = reactor(Config::default().with_keep_alive(Duration::from_millis(300)));
+    let mut events = Events::new();
+    assert_eq!(ka.next_timeout(), None, "nothing to wait for");
+    let conn = connect(&mut ka, &mut events, request(server.port(), ()));
+    ka.free(conn).unwrap();
+    let t = ka.next_timeout().expect("an expiry is due");
+    assert!(
+        t > Duration::ZERO && t <= Duration::from_millis(300),
+        "{t:?}"
+    );
+}
+
+#[test]
+fn refused_connect_reports_function_errno_and_message() {
+    let mut ka = reactor(Config::default());
+    let mut events = Events::new();
+    ka.allocate(request(refused_port(), "ctx")).unwrap();
+    let outcome = wait_outcome(&mut ka, &mut events);
+    assert_eq!(outcome.context, "ctx");
+    let err = outcome.result.unwrap_err();
+    assert_eq!(err.function(), Function::Connect);
+    assert_eq!(err.function().as_str(), "connect");
+    assert_eq!(err.errno(), Some(libc::ECONNREFUSED));
+    assert_eq!(err.message(), "Connection refused");
+    assert_eq!(ka.open_count(), 0);
+}
+
+#[test]
+fn deallocate_gives_the_context_back_and_no_event_ever_comes() {
+    let server = Server::start();
+    let mut ka = reactor(Config::default().with_max_per_host(1));
+    let mut events = Events::new();
+    let held = connect(&mut ka, &mut events, request(server.port(), "held"));
+    let id = ka.allocate(request(server.port(), "waiting")).unwrap();
+    assert_eq!(ka.deallocate(id).unwrap(), "waiting");
+    ka.free(held).unwrap();
+    poll_for(&mut ka, &mut events, Duration::from_millis(30));
+    assert!(events.is_empty(), "no outcome for a deallocated request");
+    assert_eq!(ka.idle_count(), 1);
+}
+
+#[test]
+fn a_deallocated_connect_that_completes_becomes_idle() {
+    let server = Server::start();
+    let mut ka = reactor(Config::default());
+    let mut events = Events::new();
+    let id = ka.allocate(request(server.port(), ())).unwrap();
+    ka.deallocate(id).unwrap();
+    poll_until(&mut ka, &mut events, "the orphan connect to idle", |k| {
+        k.idle_count() == 1
+    });
+    assert!(events.is_empty());
+    let conn = connect(&mut ka, &mut events, request(server.port(), ()));
+    assert_eq!(conn.from_cache(), Some(FromCache::Immediate), "not wasted");
+    server.wait_accepted(1);
+    assert_eq!(server.accepted(), 1);
+}

@@ -1,0 +1,111 @@
+//! Bad input gets a clear error, never a panic, and nothing is lost.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use keepalive::{Config, Error, Events, Reactor, Request};
+
+#[test]
+fn invalid_configs_name_the_field() {
+    let cases = [
+        (Config::default().with_max_per_host(0), "max_per_host"),
+        (Config::default().with_max_open(0), "max_open"),
+        (
+            Config::default().with_keep_alive(Duration::ZERO),
+            "keep_alive",
+        ),
+        (
+            Config::default().with_keep_alive(Duration::from_micros(999)),
+            "keep_alive",
+        ),
+        (Config::default().with_timeout(Duration::MAX), "timeout"),
+    ];
+    for (config, field) in cases {
+        match Reactor::<()>::new(config) {
+            Err(Error::InvalidConfig { field: got, reason }) => {
+                assert_eq!(got, field);
+                let msg = Error::InvalidConfig { field: got, reason }.to_string();
+                assert!(msg.contains(field), "{msg}");
+            }
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn invalid_requests_are_refused_and_handed_back() {
+    let mut ka: Reactor<&str> = reactor(Config::default());
+    let err = ka
+        .allocate(Request::new("http", LOCALHOST, 0, "port zero"))
+        .unwrap_err();
+    assert!(matches!(err.error, Error::InvalidRequest { .. }), "{err}");
+    assert_eq!(err.into_request().into_context(), "port zero");
+    let err = ka
+        .allocate(Request::new("", LOCALHOST, 80, "no scheme"))
+        .unwrap_err();
+    assert!(err.to_string().contains("scheme"), "{err}");
+    assert_eq!(ka.pending_count(), 0);
+    assert_eq!(ka.open_count(), 0);
+}
+
+#[test]
+fn unknown_stale_and_finished_ids_are_rejected() {
+    let server = Server::start();
+    let mut ka = reactor(Config::default());
+    let mut events = Events::new();
+    let id = ka.allocate(request(server.port(), 1)).unwrap();
+    let outcome = wait_outcome(&mut ka, &mut events);
+    assert_eq!(outcome.id, id);
+    assert!(
+        matches!(ka.deallocate(id), Err(Error::UnknownRequest(got)) if got == id),
+        "already delivered"
+    );
+    let id2 = ka.allocate(request(server.port(), 2)).unwrap();
+    assert_eq!(ka.deallocate(id2).unwrap(), 2);
+    assert!(
+        matches!(ka.deallocate(id2), Err(Error::UnknownRequest(_))),
+        "already deallocated"
+    );
+
+    let mut other: Reactor<i32> = reactor(Config::default());
+    let foreign = other.allocate(request(server.port(), 3)).unwrap();
+    let _ = ka.allocate(request(server.port(), 4)).unwrap();
+    ka.allocate(request(server.port(), 5)).unwrap();
+    assert!(
+        matches!(ka.deallocate(foreign), Err(Error::UnknownRequest(_))),
+        "another reactor's id never names one of ours"
+    );
+    assert_eq!(ka.pending_count(), 2, "nothing of ours was cancelled");
+    drop(outcome);
+}
+
+#[test]
+fn a_connection_freed_to_the_wrong_reactor_goes_home() {
+    let server = Server::start();
+    let mut home = reactor(Config::default());
+    let mut away: Reactor<()> = reactor(Config::default());
+    let mut events = Events::new();
+    let conn = connect(&mut home, &mut events, request(server.port(), ()));
+    assert!(matches!(away.free(conn), Err(Error::ForeignConnection)));
+    assert_eq!(away.idle_count(), 0);
+    home.poll_events(&mut events).unwrap();
+    assert_eq!(home.idle_count(), 1, "returned to the reactor that lent it");
+}
+
+#[test]
+fn dropping_the_reactor_with_connections_out_is_safe() {
+    let server = Server::start();
+    let mut ka = reactor(Config::default());
+    let mut events = Events::new();
+    let mut conn = connect(&mut ka, &mut events, request(server.port(), ()));
+    ka.allocate(request(refused_port(), ())).unwrap();
+    drop(ka);
+    // The connection still works as a socket, and closes when dropped.
+    use std::io::Write;
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    drop(conn);
+    server.wait_accepted(1);
+}
