@@ -24,6 +24,23 @@ pub fn binary() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
+/// A free loopback port below the kernel's ephemeral range (32768 and up on
+/// Linux), so that no `bind(0)` or outgoing connection of a parallel test can
+/// be handed the same port between our check and nginx's bind. Ports are
+/// taken from a per-process sequence, so parallel tests never pick the same.
+fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 12_000 + (std::process::id() % 1_000) as u16 * 16;
+    for _ in 0..2_000 {
+        let port = 12_000 + (base - 12_000 + NEXT.fetch_add(1, Ordering::Relaxed)) % 18_000;
+        if TcpListener::bind((LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range");
+}
+
 /// A running nginx.
 pub struct Nginx {
     pub addr: SocketAddr,
@@ -110,7 +127,9 @@ impl Nginx {
     fn wait_ready(&mut self) {
         let start = Instant::now();
         loop {
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok() {
+            let answered =
+                TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok();
+            if answered && self.child.try_wait().ok().flatten().is_none() {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {

@@ -1,0 +1,114 @@
+//! The hit path (allocate from the pool → poll → free) allocates nothing
+//! once warm. A counting global allocator makes this its own test binary.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use common::*;
+use keepalive::{Config, Event, Events, FromCache};
+
+struct Counting;
+
+thread_local! {
+    // Counts only while armed, and only on the test's own thread: the test
+    // server's threads allocate freely.
+    static ARMED: Cell<bool> = const { Cell::new(false) };
+    static COUNT: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: defers to the system allocator; the counter is a thread-local
+// `Cell` that never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ARMED.try_with(|armed| {
+            if armed.get() {
+                COUNT.with(|c| c.set(c.get() + 1));
+            }
+        });
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ARMED.try_with(|armed| {
+            if armed.get() {
+                COUNT.with(|c| c.set(c.get() + 1));
+            }
+        });
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn counting<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    COUNT.with(|c| c.set(0));
+    ARMED.with(|a| a.set(true));
+    let out = f();
+    ARMED.with(|a| a.set(false));
+    (out, COUNT.with(|c| c.get()))
+}
+
+#[test]
+fn allocate_poll_free_from_the_pool_allocates_nothing_once_warm() {
+    let server = Server::start();
+    let mut ka = reactor(Config::default().with_max_per_host(64));
+    let mut events = Events::with_capacity(64);
+    let port = server.port();
+
+    // 64 connections in the pool, so both one-at-a-time and batched cycles
+    // are covered.
+    let conns: Vec<_> = (0..64)
+        .map(|_| connect(&mut ka, &mut events, request(port, 0u64)))
+        .collect();
+    for c in conns {
+        ka.free(c).unwrap();
+    }
+    let mut held = Vec::with_capacity(64);
+    let mut cycle = |ka: &mut keepalive::Reactor<u64>, batch: usize| {
+        for n in 0..batch {
+            ka.allocate(request(port, n as u64)).unwrap();
+        }
+        let mut got = 0;
+        while got < batch {
+            ka.poll_events(&mut events).unwrap();
+            for e in events.drain() {
+                if let Event::Outcome(o) = e {
+                    let conn = o.result.unwrap();
+                    assert_eq!(conn.from_cache(), Some(FromCache::Immediate));
+                    held.push(conn);
+                    got += 1;
+                }
+            }
+        }
+        for conn in held.drain(..) {
+            ka.free(conn).unwrap();
+        }
+    };
+    for _ in 0..100 {
+        cycle(&mut ka, 1);
+        cycle(&mut ka, 64);
+    }
+    let ((), one) = counting(|| {
+        for _ in 0..1000 {
+            cycle(&mut ka, 1);
+        }
+    });
+    let ((), batched) = counting(|| {
+        for _ in 0..100 {
+            cycle(&mut ka, 64);
+        }
+    });
+    assert_eq!(one, 0, "allocations over 1000 single cycles");
+    assert_eq!(batched, 0, "allocations over 100 cycles of 64");
+    assert_eq!(server.accepted(), 64, "every cycle was a pool hit");
+}
