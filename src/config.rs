@@ -1,6 +1,8 @@
 //! Reactor configuration: limits and timings, with the original's defaults.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
@@ -20,7 +22,7 @@ use crate::error::Error;
 ///
 /// [`Reactor::new`](crate::Reactor::new) validates it and names the first bad
 /// field in [`Error::InvalidConfig`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Config {
     /// At most this many connections per pool key, connecting plus lent.
@@ -42,6 +44,15 @@ pub struct Config {
     /// Set `TCP_NODELAY` on every socket. Default on: a pooled connection
     /// usually carries request/response traffic, where Nagle only adds delay.
     pub nodelay: bool,
+    /// Schemes whose connections are TLS: the connect phase includes a
+    /// handshake, and the lent connection reads and writes plaintext through
+    /// rustls. Default `["https"]`.
+    pub tls_schemes: Vec<Cow<'static, str>>,
+    /// The rustls client configuration for TLS schemes: trusted roots, client
+    /// certificates, ALPN, session resumption. Default (`None`): Mozilla's
+    /// root certificates from `webpki-roots`, the `ring` provider, TLS 1.2
+    /// and 1.3, and an in-memory session cache, built on first use.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for Config {
@@ -53,6 +64,8 @@ impl Default for Config {
             timeout: Duration::from_secs(120),
             bind_address: None,
             nodelay: true,
+            tls_schemes: vec![Cow::Borrowed("https")],
+            tls: None,
         }
     }
 }
@@ -91,6 +104,20 @@ impl Config {
     /// Sets [`nodelay`](Config::nodelay).
     pub fn with_nodelay(mut self, on: bool) -> Self {
         self.nodelay = on;
+        self
+    }
+
+    /// Sets the rustls configuration for TLS schemes (custom roots, client
+    /// certificates, ALPN). Keep one `Arc` for all reactors that should share
+    /// resumable sessions.
+    pub fn with_tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Makes `scheme` a TLS scheme too (besides `https`).
+    pub fn with_tls_scheme(mut self, scheme: impl Into<Cow<'static, str>>) -> Self {
+        self.tls_schemes.push(scheme.into());
         self
     }
 

@@ -24,6 +24,7 @@ use std::rc::Rc;
 use mio::net::TcpStream;
 
 use crate::event::FromCache;
+use crate::tls::TlsSession;
 
 /// Names a connection while its socket lives, and tags its
 /// [`Readiness`](crate::Readiness) events. Generational: a later socket in
@@ -64,6 +65,7 @@ impl Shared {
 pub(crate) struct Returned {
     pub(crate) id: ConnId,
     pub(crate) stream: TcpStream,
+    pub(crate) tls: Option<Box<TlsSession>>,
     /// False after `close()`, EOF or an I/O error.
     pub(crate) reusable: bool,
     /// Tick of the last read that found the receive queue empty.
@@ -91,6 +93,7 @@ pub(crate) struct Returned {
 /// own `Ready` events for it can then be ignored.
 pub struct Connection {
     stream: Option<TcpStream>,
+    tls: Option<Box<TlsSession>>,
     id: ConnId,
     shared: Rc<Shared>,
     from_cache: Option<FromCache>,
@@ -102,6 +105,7 @@ pub struct Connection {
 impl Connection {
     pub(crate) fn new(
         stream: TcpStream,
+        tls: Option<Box<TlsSession>>,
         id: ConnId,
         shared: Rc<Shared>,
         from_cache: Option<FromCache>,
@@ -112,6 +116,7 @@ impl Connection {
         let drained_at = from_cache.map(|_| shared.tick.get());
         Connection {
             stream: Some(stream),
+            tls,
             id,
             shared,
             from_cache,
@@ -139,7 +144,10 @@ impl Connection {
 
     /// The local address (one `getsockname`).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.stream()?.local_addr()
+        self.stream
+            .as_ref()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?
+            .local_addr()
     }
 
     /// Whether returning it now could pool it: no `close()`, EOF or error so
@@ -148,10 +156,36 @@ impl Connection {
         self.reusable
     }
 
+    /// Whether reads and writes go through TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The ALPN protocol the server chose, for a TLS connection that offered
+    /// some (see [`Config::tls`](crate::Config::tls)).
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.tls.as_ref()?.alpn_protocol()
+    }
+
+    /// The negotiated TLS version, for a TLS connection.
+    pub fn tls_version(&self) -> Option<rustls::ProtocolVersion> {
+        self.tls.as_ref()?.protocol_version()
+    }
+
+    /// Whether this TLS connection's handshake resumed an earlier session
+    /// (no certificate exchange). Always false for plain TCP.
+    pub fn is_resumed(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.is_resumed())
+    }
+
     /// Marks the connection as never to be reused and returns it; the
-    /// reactor closes the socket and frees its slot for the next request.
+    /// reactor closes the socket at its next tick and frees its slot for the
+    /// next request. A TLS connection sends close_notify first (best effort).
     pub fn close(mut self) {
         self.reusable = false;
+        if let (Some(tls), Some(stream)) = (self.tls.as_mut(), self.stream.as_mut()) {
+            tls.close_notify(stream);
+        }
     }
 
     /// Takes the connection apart for its return.
@@ -160,6 +194,7 @@ impl Connection {
         Some(Returned {
             id: self.id,
             stream,
+            tls: self.tls.take(),
             reusable: self.reusable,
             drained_at: self.drained_at,
         })
@@ -169,18 +204,18 @@ impl Connection {
         &self.shared
     }
 
-    fn stream(&self) -> io::Result<&TcpStream> {
-        self.stream
-            .as_ref()
-            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
-    }
-
-    /// Notes what an I/O result says about the socket's health and queue.
-    fn observe<T>(&mut self, result: &io::Result<T>, eof: bool) {
+    /// Notes what an I/O result says about the socket's health and queue:
+    /// `WouldBlock` on a read means the receive queue (and rustls) is empty
+    /// now; EOF or an error means the connection is done.
+    fn observe<T>(&mut self, result: &io::Result<T>, eof: bool, read: bool) {
         match result {
             Ok(_) if eof => self.reusable = false,
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if read {
+                    self.drained_at = Some(self.shared.tick.get());
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => self.reusable = false,
         }
@@ -192,16 +227,12 @@ impl Read for Connection {
         let Some(stream) = self.stream.as_mut() else {
             return Err(io::ErrorKind::NotConnected.into());
         };
-        let result = stream.read(buf);
-        match &result {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.drained_at = Some(self.shared.tick.get());
-            }
-            _ => {
-                let eof = matches!(result, Ok(0)) && !buf.is_empty();
-                self.observe(&result, eof);
-            }
-        }
+        let result = match self.tls.as_mut() {
+            Some(tls) => tls.read_plain(stream, buf),
+            None => stream.read(buf),
+        };
+        let eof = matches!(result, Ok(0)) && !buf.is_empty();
+        self.observe(&result, eof, true);
         result
     }
 }
@@ -211,22 +242,40 @@ impl Write for Connection {
         let Some(stream) = self.stream.as_mut() else {
             return Err(io::ErrorKind::NotConnected.into());
         };
-        let result = stream.write(buf);
-        self.observe(&result, false);
+        let result = match self.tls.as_mut() {
+            Some(tls) => tls.write_plain(stream, buf),
+            None => stream.write(buf),
+        };
+        self.observe(&result, false, false);
         result
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        if self.tls.is_some() {
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &**b);
+            return self.write(first);
+        }
         let Some(stream) = self.stream.as_mut() else {
             return Err(io::ErrorKind::NotConnected.into());
         };
         let result = stream.write_vectored(bufs);
-        self.observe(&result, false);
+        self.observe(&result, false, false);
         result
     }
 
+    /// Plain TCP has nothing to flush. For TLS, sends the ciphertext rustls
+    /// still holds, or `WouldBlock`: call it again when the connection is
+    /// writable.
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        let (Some(tls), Some(stream)) = (self.tls.as_mut(), self.stream.as_mut()) else {
+            return Ok(());
+        };
+        let result = tls.flush_tls(stream);
+        self.observe(&result, false, false);
+        result
     }
 }
 
@@ -282,6 +331,7 @@ impl Drop for Connection {
         let returned = Returned {
             id: self.id,
             stream,
+            tls: self.tls.take(),
             reusable: self.reusable,
             drained_at: self.drained_at,
         };

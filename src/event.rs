@@ -61,6 +61,10 @@ pub struct Readiness {
 
 /// One thing that happened.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "outcomes are the common event; boxing them would allocate on the hit path"
+)]
 pub enum Event<C> {
     /// A request's outcome: exactly one per request that was not deallocated.
     Outcome(Outcome<C>),

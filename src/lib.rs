@@ -109,6 +109,7 @@ mod pool;
 mod reactor;
 mod request;
 mod time;
+mod tls;
 mod wheel;
 
 pub use config::Config;
@@ -134,3 +135,6 @@ struct ReadmeDoctests;
 /// Re-exported so callers can name the connection's `mio::event::Source`
 /// implementation and register it in their own poller.
 pub use mio;
+/// Re-exported so callers can build the [`Config::tls`] client configuration
+/// with the same rustls version.
+pub use rustls;

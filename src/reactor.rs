@@ -11,9 +11,11 @@
 //! the hit path (allocate from cache → poll → free) makes no `epoll_ctl` and
 //! no syscall besides the poll itself.
 
+use std::borrow::Cow;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Interest, Token};
@@ -26,6 +28,7 @@ use crate::net;
 use crate::pool::{Command, Limits, Phase, Pool, PoolOutcome, SlotId};
 use crate::request::{Request, RequestId};
 use crate::time::Millis;
+use crate::tls::{self, Handshake, IdleVerdict, TlsSession};
 
 /// How many readiness events one poll takes from the kernel at most; more
 /// wait for the next tick. Bounds the work of one tick.
@@ -57,12 +60,19 @@ struct Driver<C> {
     returned_spare: Vec<Returned>,
     epoch: Instant,
     nodelay: bool,
+    tls_schemes: Vec<Cow<'static, str>>,
+    /// The caller's, or the default built on first use.
+    tls_config: Option<Arc<rustls::ClientConfig>>,
 }
 
 #[derive(Default)]
 struct SocketEntry {
     /// `None` while lent (the connection owns it) or when the slot is free.
     stream: Option<mio::net::TcpStream>,
+    /// The TLS session of a TLS scheme's socket; travels with the stream.
+    tls: Option<Box<TlsSession>>,
+    /// The TCP connect completed (a TLS socket may still be handshaking).
+    connected: bool,
     /// Tick of the last read readiness seen while lent.
     last_ready: u64,
 }
@@ -86,6 +96,8 @@ impl<C> Reactor<C> {
                 returned_spare: Vec::new(),
                 epoch: Instant::now(),
                 nodelay: config.nodelay,
+                tls_schemes: config.tls_schemes,
+                tls_config: config.tls,
             },
         })
     }
@@ -103,6 +115,16 @@ impl<C> Reactor<C> {
     /// Costs on a cache hit: a hash lookup and two timer-wheel operations;
     /// no syscall, no allocation once warm.
     pub fn allocate(&mut self, request: Request<C>) -> Result<RequestId, AllocateError<C>> {
+        if let Some(name) = request.target.server_name.as_deref() {
+            if rustls::pki_types::ServerName::try_from(name).is_err() {
+                return Err(AllocateError {
+                    error: Error::InvalidRequest {
+                        reason: "server name is not a valid DNS name or IP address",
+                    },
+                    request: Box::new(request),
+                });
+            }
+        }
         let now = self.driver.now();
         // Connections dropped since the last tick may serve this request.
         self.driver.take_returned(now);
@@ -299,6 +321,34 @@ impl<C> std::fmt::Debug for Reactor<C> {
     }
 }
 
+impl SocketEntry {
+    /// Whether an idle socket that became readable is still fit to pool:
+    /// a plaintext socket must have nothing to read (a peek tells, and a
+    /// stale edge from its lent period reads as empty); a TLS socket may
+    /// have received session tickets or key updates, which rustls consumes.
+    fn is_quiet(&mut self) -> bool {
+        let Some(stream) = self.stream.as_mut() else {
+            return false;
+        };
+        match self.tls.as_mut() {
+            Some(tls) => tls.idle_readable(stream) == IdleVerdict::StillIdle,
+            None => matches!(net::peek(stream.as_raw_fd()), net::Peek::Empty),
+        }
+    }
+
+    /// Whether a returned socket may be pooled: nothing unread, nothing
+    /// unsent. `drained` says the connection's own reads proved the receive
+    /// queue empty since the last readiness, which saves the check.
+    fn is_clean(&mut self, drained: bool) -> bool {
+        if let Some(tls) = self.tls.as_mut() {
+            if tls.has_buffered_plaintext() || tls.wants_write() {
+                return false;
+            }
+        }
+        drained || self.is_quiet()
+    }
+}
+
 /// The token a slot's socket is registered with: index in the low half,
 /// generation in the high half, so a readiness event queued for a closed
 /// socket never reaches a later socket in the same slot.
@@ -352,18 +402,9 @@ impl<C> Driver<C> {
         match phase {
             Phase::Connecting => self.check_connect(slot, now),
             Phase::Idle | Phase::Reserved if read_side => {
-                // A stale edge from the lent period can arrive after a clean
-                // return, so plain readability is confirmed with a peek.
                 let dead = event.is_read_closed()
                     || event.is_error()
-                    || match self
-                        .sockets
-                        .get(slot.index as usize)
-                        .and_then(|e| e.stream.as_ref())
-                    {
-                        Some(stream) => !matches!(net::peek(stream.as_raw_fd()), net::Peek::Empty),
-                        None => true,
-                    };
+                    || !self.entry(slot.index).is_quiet();
                 if dead {
                     self.pool.handle_dead(slot, now);
                 }
@@ -387,31 +428,72 @@ impl<C> Driver<C> {
         }
     }
 
-    /// A connecting socket had readiness: it connected, failed, or the event
-    /// was spurious.
+    /// A connecting socket had readiness: it connected, failed, moved its
+    /// TLS handshake on, or the event was spurious.
     fn check_connect(&mut self, slot: SlotId, now: Millis) {
-        let Some(stream) = self
-            .sockets
-            .get(slot.index as usize)
-            .and_then(|e| e.stream.as_ref())
-        else {
+        let entry = self.entry(slot.index);
+        let Some(stream) = entry.stream.as_mut() else {
             return;
         };
-        let failure = match stream.take_error() {
-            Ok(Some(e)) | Err(e) => Some(e),
-            Ok(None) => match stream.peer_addr() {
-                Ok(_) => None,
-                // Not connected yet: a spurious wake-up; wait for the next.
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                Err(e) => Some(e),
-            },
-        };
-        match failure {
-            None => self.pool.handle_connected(slot, now),
-            Some(e) => self
-                .pool
-                .handle_connect_failed(slot, ConnectError::new(Function::Connect, e)),
+        if !entry.connected {
+            let failure = match stream.take_error() {
+                Ok(Some(e)) | Err(e) => Some(e),
+                Ok(None) => match stream.peer_addr() {
+                    Ok(_) => None,
+                    // Not connected yet: a spurious wake-up; wait for the next.
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                    Err(e) => Some(e),
+                },
+            };
+            if let Some(e) = failure {
+                self.pool
+                    .handle_connect_failed(slot, ConnectError::new(Function::Connect, e));
+                return;
+            }
+            entry.connected = true;
         }
+        let progress = match entry.tls.as_mut() {
+            Some(tls) => tls.drive_handshake(stream),
+            None => Handshake::Done,
+        };
+        match progress {
+            Handshake::Done => self.pool.handle_connected(slot, now),
+            Handshake::WantIo => {}
+            Handshake::Failed(e) => self.pool.handle_connect_failed(slot, e),
+        }
+    }
+
+    /// The TLS configuration, built on first use when the caller gave none.
+    fn tls_config(&mut self) -> Result<Arc<rustls::ClientConfig>, ConnectError> {
+        if let Some(config) = &self.tls_config {
+            return Ok(Arc::clone(config));
+        }
+        let config = tls::default_client_config().map_err(|e| tls::tls_error(&e))?;
+        self.tls_config = Some(Arc::clone(&config));
+        Ok(config)
+    }
+
+    /// A TLS session for `slot`'s target, if its scheme is a TLS scheme.
+    fn tls_for(&mut self, slot: SlotId) -> Result<Option<Box<TlsSession>>, ConnectError> {
+        let Some(target) = self.pool.target(slot) else {
+            return Ok(None);
+        };
+        if !self.tls_schemes.contains(&target.scheme) {
+            return Ok(None);
+        }
+        let name = match target.server_name.as_deref() {
+            Some(name) => {
+                rustls::pki_types::ServerName::try_from(name.to_owned()).map_err(|e| {
+                    ConnectError::new(
+                        Function::Tls,
+                        io::Error::new(io::ErrorKind::InvalidInput, e),
+                    )
+                })?
+            }
+            None => rustls::pki_types::ServerName::IpAddress(target.addr.into()),
+        };
+        let config = self.tls_config()?;
+        TlsSession::new(&config, name).map(|s| Some(Box::new(s)))
     }
 
     /// Carries out the pool's commands until it has none; failures feed back
@@ -421,14 +503,24 @@ impl<C> Driver<C> {
         while let Some(command) = self.pool.poll_command() {
             match command {
                 Command::Connect { slot, addr, bind } => {
+                    let tls = match self.tls_for(slot) {
+                        Ok(tls) => tls,
+                        Err(e) => {
+                            self.pool.handle_connect_failed(slot, e);
+                            continue;
+                        }
+                    };
                     match net::connect(addr, bind, self.nodelay) {
                         Ok(mut stream) => {
                             let interest = Interest::READABLE | Interest::WRITABLE;
                             match self.registry.register(&mut stream, token(slot), interest) {
                                 Ok(()) => {
-                                    let entry = self.entry(slot.index);
-                                    entry.stream = Some(stream);
-                                    entry.last_ready = 0;
+                                    *self.entry(slot.index) = SocketEntry {
+                                        stream: Some(stream),
+                                        tls,
+                                        connected: false,
+                                        last_ready: 0,
+                                    };
                                 }
                                 Err(e) => self.pool.handle_connect_failed(
                                     slot,
@@ -442,7 +534,7 @@ impl<C> Driver<C> {
                 Command::Close { slot } => {
                     if let Some(entry) = self.sockets.get_mut(slot.index as usize) {
                         // Closing the descriptor also removes it from epoll.
-                        entry.stream = None;
+                        *entry = SocketEntry::default();
                     }
                 }
             }
@@ -474,12 +566,12 @@ impl<C> Driver<C> {
             return;
         }
         let entry = self.entry(slot.index);
-        let quiet = returned.reusable
-            && match returned.drained_at {
-                Some(tick) if tick >= entry.last_ready => true,
-                _ => matches!(net::peek(returned.stream.as_raw_fd()), net::Peek::Empty),
-            };
+        let drained = returned
+            .drained_at
+            .is_some_and(|tick| tick >= entry.last_ready);
         entry.stream = Some(returned.stream);
+        entry.tls = returned.tls;
+        let quiet = returned.reusable && entry.is_clean(drained);
         self.pool.handle_returned(slot, quiet, now);
     }
 
@@ -494,13 +586,12 @@ impl<C> Driver<C> {
                     target,
                     context,
                 } => {
-                    let stream = self
-                        .sockets
-                        .get_mut(slot.index as usize)
-                        .and_then(|e| e.stream.take());
+                    let entry = self.entry(slot.index);
+                    let (stream, tls) = (entry.stream.take(), entry.tls.take());
                     let result = match stream {
                         Some(stream) => Ok(Connection::new(
                             stream,
+                            tls,
                             ConnId {
                                 index: slot.index,
                                 generation: slot.generation,

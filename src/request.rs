@@ -9,7 +9,8 @@ use std::time::Duration;
 /// Where a connection goes and which pool it belongs to: the pool key.
 ///
 /// Two requests share idle connections only when their targets are equal:
-/// scheme, address, port, caller tag and local bind address all match. So
+/// scheme, address, port, caller tag, local bind address and TLS server name
+/// all match. So
 /// `http` and `https` to one address never share a socket, and a proxy can
 /// keep tunnels apart with a [tag](Request::tag) (the original's
 /// `for_scheme`/`for_addr`/`for_port`).
@@ -23,6 +24,7 @@ pub struct Target {
     pub(crate) port: u16,
     pub(crate) tag: Option<Cow<'static, str>>,
     pub(crate) bind: Option<IpAddr>,
+    pub(crate) server_name: Option<Cow<'static, str>>,
 }
 
 impl Target {
@@ -51,6 +53,11 @@ impl Target {
         self.tag.as_deref()
     }
 
+    /// The TLS server name (SNI and certificate check), if set.
+    pub fn server_name(&self) -> Option<&str> {
+        self.server_name.as_deref()
+    }
+
     /// The local address sockets for this target bind to, if any.
     pub fn bind_address(&self) -> Option<IpAddr> {
         self.bind
@@ -60,6 +67,9 @@ impl Target {
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}://{}", self.scheme, self.socket_addr())?;
+        if let Some(name) = &self.server_name {
+            write!(f, " ({name})")?;
+        }
         if let Some(tag) = &self.tag {
             write!(f, " [{tag}]")?;
         }
@@ -98,6 +108,7 @@ impl<C> Request<C> {
                 port,
                 tag: None,
                 bind: None,
+                server_name: None,
             },
             timeout: None,
             context,
@@ -118,6 +129,15 @@ impl<C> Request<C> {
     /// origin apart from plain connections to the same proxy.
     pub fn tag(mut self, tag: impl Into<Cow<'static, str>>) -> Self {
         self.target.tag = Some(tag.into());
+        self
+    }
+
+    /// For a TLS scheme: the name to send as SNI and to check the server's
+    /// certificate against. Without it the certificate must be valid for the
+    /// numeric address. Part of the pool key: connections made for one name
+    /// are never handed to a request for another.
+    pub fn server_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.target.server_name = Some(name.into());
         self
     }
 

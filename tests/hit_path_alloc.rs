@@ -112,3 +112,40 @@ fn allocate_poll_free_from_the_pool_allocates_nothing_once_warm() {
     assert_eq!(batched, 0, "allocations over 100 cycles of 64");
     assert_eq!(server.accepted(), 64, "every cycle was a pool hit");
 }
+
+#[test]
+fn the_tls_hit_path_allocates_nothing_either() {
+    use common::tls::{Pki, TlsServer};
+    let pki = Pki::new();
+    let server = TlsServer::start(pki.server_config(&[&keepalive::rustls::version::TLS13]));
+    let mut ka = reactor(Config::default().with_tls_config(pki.client_config()));
+    let mut events = Events::with_capacity(8);
+    let port = server.port();
+    let https = |n: u64| keepalive::Request::new("https", LOCALHOST, port, n);
+    let conn = connect(&mut ka, &mut events, https(0));
+    ka.free(conn).unwrap();
+    // Let the session tickets arrive and be consumed while idle.
+    poll_for(&mut ka, &mut events, std::time::Duration::from_millis(20));
+    let mut cycle = |ka: &mut keepalive::Reactor<u64>| {
+        ka.allocate(https(1)).unwrap();
+        loop {
+            ka.poll_events(&mut events).unwrap();
+            if let Some(Event::Outcome(o)) = events.drain().next() {
+                let conn = o.result.unwrap();
+                assert_eq!(conn.from_cache(), Some(FromCache::Immediate));
+                ka.free(conn).unwrap();
+                return;
+            }
+        }
+    };
+    for _ in 0..100 {
+        cycle(&mut ka);
+    }
+    let ((), n) = counting(|| {
+        for _ in 0..1000 {
+            cycle(&mut ka);
+        }
+    });
+    assert_eq!(n, 0, "allocations over 1000 TLS cycles");
+    assert_eq!(server.accepted(), 1);
+}

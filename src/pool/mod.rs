@@ -637,6 +637,15 @@ impl<C> Pool<C> {
         })
     }
 
+    /// The target a live slot connects to.
+    pub(crate) fn target(&self, slot: SlotId) -> Option<&Target> {
+        let s = self
+            .slots
+            .get(slot.index as usize)
+            .filter(|s| s.generation == slot.generation)?;
+        self.keys.get(s.key as usize).map(|k| &k.target)
+    }
+
     /// The live slot at `index`, whatever its generation.
     pub(crate) fn slot_at(&self, index: u32) -> Option<SlotId> {
         let s = self.slots.get(index as usize)?;

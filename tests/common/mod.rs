@@ -6,6 +6,7 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 pub mod nginx;
+pub mod tls;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};

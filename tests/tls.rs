@@ -1,0 +1,256 @@
+//! https: TLS connections with rustls, pooled and watched like plain ones.
+//! Certificates come from rcgen; servers are rustls on loopback and nginx.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::tls::{Pki, Silent, TlsServer, nginx_tls};
+use common::*;
+use keepalive::rustls::{self, ProtocolVersion};
+use keepalive::{Config, Error, Events, FromCache, Function, Request};
+
+fn https(port: u16) -> Request<()> {
+    Request::new("https", LOCALHOST, port, ())
+}
+
+static TLS13_ONLY: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+
+fn tls13() -> &'static [&'static rustls::SupportedProtocolVersion] {
+    &TLS13_ONLY
+}
+
+#[test]
+fn https_handshakes_then_reuses_the_connection() {
+    let pki = Pki::new();
+    let server = TlsServer::start(pki.server_config(tls13()));
+    let mut ka = reactor(Config::default().with_tls_config(pki.client_config()));
+    let mut events = Events::new();
+    let mut conn = connect(&mut ka, &mut events, https(server.port()));
+    assert!(conn.is_tls());
+    assert_eq!(conn.tls_version(), Some(ProtocolVersion::TLSv1_3));
+    assert_eq!(get(&mut ka, &mut events, &mut conn), "hello tls\n");
+    ka.free(conn).unwrap();
+    let mut conn = connect(&mut ka, &mut events, https(server.port()));
+    assert_eq!(conn.from_cache(), Some(FromCache::Immediate));
+    assert_eq!(get(&mut ka, &mut events, &mut conn), "hello tls\n");
+    assert_eq!(server.accepted(), 1);
+}
+
+#[test]
+fn http_and_https_to_one_address_never_share_a_socket() {
+    let pki = Pki::new();
+    let server = TlsServer::start(pki.server_config(tls13()));
+    let mut ka = reactor(Config::default().with_tls_config(pki.client_config()));
+    let mut events = Events::new();
+    let conn = connect(&mut ka, &mut events, https(server.port()));
+    ka.free(conn).unwrap();
+    let plain = connect(&mut ka, &mut events, request(server.port(), ()));
+    assert!(!plain.is_tls());
+    assert_eq!(
+        plain.from_cache(),
+        None,
+        "the idle https socket is not handed to http"
+    );
+    assert_eq!(ka.idle_count(), 1);
+}
+
+#[test]
+fn server_name_is_checked_and_keys_the_pool() {
+    let pki = Pki::new();
+    let server = TlsServer::start(pki.server_config(tls13()));
+    let mut ka = reactor(Config::default().with_tls_config(pki.client_config()));
+    let mut events = Events::new();
+    let by_name = connect(
+        &mut ka,
+        &mut events,
+        https(server.port()).server_name("localhost"),
+    );
+    ka.free(by_name).unwrap();
+    let by_ip = connect(&mut ka, &mut events, https(server.port()));
+    assert_eq!(
+        by_ip.from_cache(),
+        None,
+        "a connection made for one name is not reused for another"
+    );
+
+    ka.allocate(https(server.port()).server_name("wrong.example"))
+        .unwrap();
+    let err = wait_outcome(&mut ka, &mut events).result.unwrap_err();
+    assert_eq!(err.function(), Function::Tls);
+    assert_eq!(err.errno(), None);
+    assert!(
+        err.message().contains("not valid for the server name"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_ca_fails_with_tls_and_a_clear_message() {
+    let pki = Pki::new();
+    let server = TlsServer::start(pki.server_config(tls13()));
+    let mut ka = reactor(Config::default().with_tls_config(pki.client_config_trusting_other_ca()));
+    let mut events = Events::new();
+    ka.allocate(https(server.port())).unwrap();
+    let err = wait_outcome(&mut ka, &mut events).result.unwrap_err();
+    assert_eq!(err.function(), Function::Tls);
+    assert!(err.message().contains("unknown issuer"), "{err}");
+    assert_eq!(ka.open_count(), 0);
+}
+
+#[test]
+fn default_trust_is_the_public_roots_not_a_test_ca() {
+    let pki = Pki::new();
+    let server = TlsServer::start(pki.server_config(tls13()));
+    let mut ka = reactor(Config::default());
+    let mut events = Events::new();
+    ka.allocate(https(server.port())).unwrap();
+    let err = wait_outcome(&mut ka, &mut events).result.unwrap_err();
+    assert!(err.message().contains("unknown issuer"), "{err}");
+}
+
+#[test]
+fn invalid_server_name_is_refused_at_allocate() {
+    let mut ka = reactor::<()>(Config::default());
+    let err = ka
+        .allocate(https(443).server_name("not a name!"))
+        .unwrap_err();
+    assert!(matches!(err.error, Error::InvalidRequest { .. }), "{err}");
+}
+
+#[test]
+fn session_tickets_on_an_idle_socket_keep_it_pooled() {
+    let pki = Pki::new();
+    let server = TlsServer::start(pki.server_config(tls13()));
+    let mut ka = reactor(Config::default().with_tls_config(pki.client_config()));
+    let mut events = Events::new();
+    // Free right after the handshake: the server's tickets arrive while the
+    // socket is idle in the pool.
+    let conn = connect(&mut ka, &mut events, https(server.port()));
+    ka.free(conn).unwrap();
+    poll_for(&mut ka, &mut events, Duration::from_millis(50));
+    assert_eq!(ka.idle_count(), 1, "tickets did not kill the idle socket");
+    let mut conn = connect(&mut ka, &mut events, https(server.port()));
+    assert_eq!(conn.from_cache(), Some(FromCache::Immediate));
+    assert_eq!(get(&mut ka, &mut events, &mut conn), "hello tls\n");
+}
+
+#[test]
+fn close_notify_on_an_idle_socket_closes_it() {
+    let pki = Pki::new();
+    let server = TlsServer::start(pki.server_config(tls13()));
+    let mut ka = reactor(Config::default().with_tls_config(pki.client_config()));
+    let mut events = Events::new();
+    let mut conn = connect(&mut ka, &mut events, https(server.port()));
+    get(&mut ka, &mut events, &mut conn);
+    ka.free(conn).unwrap();
+    server.send_close_notify();
+    poll_until(
+        &mut ka,
+        &mut events,
+        "close_notify to close the idle socket",
+        |k| k.idle_count() == 0,
+    );
+    let conn = connect(&mut ka, &mut events, https(server.port()));
+    assert_eq!(conn.from_cache(), None);
+}
+
+#[test]
+fn a_second_connection_resumes_the_session() {
+    let pki = Pki::new();
+    let server = TlsServer::start(pki.server_config(tls13()));
+    let mut ka = reactor(
+        Config::default()
+            .with_tls_config(pki.client_config())
+            .with_max_per_host(2),
+    );
+    let mut events = Events::new();
+    let mut first = connect(&mut ka, &mut events, https(server.port()));
+    assert!(!first.is_resumed());
+    get(&mut ka, &mut events, &mut first); // the tickets arrive with the response
+    let second = connect(&mut ka, &mut events, https(server.port()));
+    assert_eq!(second.from_cache(), None);
+    assert!(second.is_resumed(), "the second handshake resumed");
+}
+
+#[test]
+fn a_stalled_handshake_times_out_with_etimedout() {
+    let silent = Silent::start();
+    let pki = Pki::new();
+    let mut ka = reactor(Config::default().with_tls_config(pki.client_config()));
+    let mut events = Events::new();
+    let start = Instant::now();
+    ka.allocate(https(silent.addr.port()).timeout(Duration::from_millis(200)))
+        .unwrap();
+    let err = wait_outcome(&mut ka, &mut events).result.unwrap_err();
+    assert!(start.elapsed() >= Duration::from_millis(200));
+    assert_eq!(err.function(), Function::Connect);
+    assert_eq!(err.errno(), Some(libc::ETIMEDOUT));
+    assert_eq!(ka.open_count(), 0);
+}
+
+#[test]
+fn tls12_servers_and_alpn_work() {
+    let pki = Pki::new();
+    let config = pki.server_config_with(&[&rustls::version::TLS12], |c| {
+        c.alpn_protocols = vec![b"http/1.1".to_vec()]
+    });
+    let server = TlsServer::start(config);
+    let client =
+        pki.client_config_with(|c| c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+    let mut ka = reactor(Config::default().with_tls_config(client));
+    let mut events = Events::new();
+    let mut conn = connect(&mut ka, &mut events, https(server.port()));
+    assert_eq!(conn.tls_version(), Some(ProtocolVersion::TLSv1_2));
+    assert_eq!(conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+    assert_eq!(get(&mut ka, &mut events, &mut conn), "hello tls\n");
+}
+
+#[test]
+fn other_schemes_can_be_made_tls() {
+    let pki = Pki::new();
+    let server = TlsServer::start(pki.server_config(tls13()));
+    let mut ka = reactor(
+        Config::default()
+            .with_tls_config(pki.client_config())
+            .with_tls_scheme("wss"),
+    );
+    let mut events = Events::new();
+    let mut conn = connect(
+        &mut ka,
+        &mut events,
+        Request::new("wss", LOCALHOST, server.port(), ()),
+    );
+    assert!(conn.is_tls());
+    assert_eq!(get(&mut ka, &mut events, &mut conn), "hello tls\n");
+}
+
+#[test]
+fn https_keep_alive_reuse_against_nginx() {
+    let pki = Pki::new();
+    let Some(nginx) = nginx_tls(&pki) else { return };
+    let mut ka = reactor(Config::default().with_tls_config(pki.client_config()));
+    let mut events = Events::new();
+    let mut serials = Vec::new();
+    for n in 0..10 {
+        let mut conn = connect(
+            &mut ka,
+            &mut events,
+            https(nginx.port()).server_name("localhost"),
+        );
+        assert_eq!(conn.from_cache().is_some(), n > 0, "request {n}");
+        let body = get(&mut ka, &mut events, &mut conn);
+        assert!(body.starts_with("hello\n"), "{body}");
+        serials.push(
+            body.lines()
+                .find_map(|l| l.strip_prefix("conn=").map(str::to_owned)),
+        );
+        ka.free(conn).unwrap();
+    }
+    serials.dedup();
+    assert_eq!(
+        serials.len(),
+        1,
+        "one TLS connection served all ten: {serials:?}"
+    );
+}
