@@ -184,9 +184,45 @@ fn main() -> Result<()> {
     )?;
     drop(conn);
 
+    // 8. https: the handshake is part of the connect, and the pool keeps
+    //    TLS connections alive like plain ones.
+    println!();
+    let tls = TlsDemo::start()?;
+    let mut secure: Reactor<&str> =
+        Reactor::new(Config::default().with_tls_config(tls.client_config.clone()))?;
+    let https = |port| Request::new("https", LOCALHOST, port, "tls").server_name("localhost");
+    let t = Instant::now();
+    secure.allocate(https(tls.port))?;
+    let mut conn = wait_outcome(&mut secure, &mut events)?.result?;
+    get(&mut secure, &mut events, &mut conn)?;
+    report("8. https, first (handshake)", t, &conn);
+    println!(
+        "   {:?}, resumed: {}",
+        conn.tls_version().ok_or("no TLS version")?,
+        conn.is_resumed()
+    );
+    secure.free(conn)?;
+    let t = Instant::now();
+    secure.allocate(https(tls.port))?;
+    let mut conn = wait_outcome(&mut secure, &mut events)?.result?;
+    get(&mut secure, &mut events, &mut conn)?;
+    report("   https, after free", t, &conn);
+    expect(
+        conn.from_cache() == Some(FromCache::Immediate),
+        "an Immediate TLS reuse",
+    )?;
+    // A second connection while the first is lent resumes the session.
+    let t = Instant::now();
+    secure.allocate(https(tls.port))?;
+    let second = wait_outcome(&mut secure, &mut events)?.result?;
+    report("   https, second connection", t, &second);
+    println!("   resumed: {}", second.is_resumed());
+    expect(second.is_resumed(), "a resumed TLS session")?;
+    drop((conn, second));
+
     reactor.shutdown();
     println!(
-        "\nthe server accepted {} connections for {} requests",
+        "\nthe plain HTTP server accepted {} connections for {} requests",
         server.accepted.load(Ordering::SeqCst),
         server.requests.load(Ordering::SeqCst)
     );
@@ -292,6 +328,87 @@ fn full_backlog() -> Result<(SocketAddr, (socket2::Socket, Vec<TcpStream>))> {
         }
     }
     Err("could not fill the accept queue".into())
+}
+
+/// A TLS server for step 8: a throwaway certificate for `localhost` made
+/// with rcgen, and a client configuration that trusts it.
+struct TlsDemo {
+    port: u16,
+    client_config: std::sync::Arc<keepalive::rustls::ClientConfig>,
+}
+
+impl TlsDemo {
+    fn start() -> Result<TlsDemo> {
+        use keepalive::rustls::{self, pki_types::PrivateKeyDer, pki_types::PrivatePkcs8KeyDer};
+        use std::sync::Arc;
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+        let der = cert.cert.der().clone();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der.clone())?;
+        let client_config = Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        );
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+        let server_config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()?
+                .with_no_client_auth()
+                .with_single_cert(vec![der], key)?,
+        );
+        let listener = TcpListener::bind((LOCALHOST, 0))?;
+        let port = listener.local_addr()?.port();
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let config = server_config.clone();
+                // Without it, Nagle holds the server's last handshake flight
+                // until the client's delayed ACK: 40 ms.
+                let _ = stream.set_nodelay(true);
+                thread::spawn(move || {
+                    let Ok(conn) = rustls::ServerConnection::new(config) else {
+                        return;
+                    };
+                    let tls = rustls::StreamOwned::new(conn, stream);
+                    serve_tls(tls);
+                });
+            }
+        });
+        Ok(TlsDemo {
+            port,
+            client_config,
+        })
+    }
+}
+
+fn serve_tls(tls: keepalive::rustls::StreamOwned<keepalive::rustls::ServerConnection, TcpStream>) {
+    let mut reader = BufReader::new(tls);
+    let mut line = String::new();
+    loop {
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) if line == "\r\n" => break,
+                Ok(_) => {}
+            }
+        }
+        let body = "hello over TLS\n";
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let out = reader.get_mut();
+        if out
+            .write_all(response.as_bytes())
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            return;
+        }
+    }
 }
 
 /// A small HTTP/1.1 keep-alive server on a thread per connection.

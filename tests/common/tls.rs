@@ -153,6 +153,7 @@ impl TlsServer {
                 }
                 let Ok(stream) = stream else { continue };
                 a.fetch_add(1, Ordering::SeqCst);
+                let _ = stream.set_nodelay(true);
                 h.lock().unwrap().push(stream.try_clone().unwrap());
                 let (config, c, s) = (config.clone(), c.clone(), s.clone());
                 thread::spawn(move || serve_tls(stream, config, &c, &s));
