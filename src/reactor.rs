@@ -75,6 +75,10 @@ struct SocketEntry {
     connected: bool,
     /// Tick of the last read readiness seen while lent.
     last_ready: u64,
+    /// Readiness while lent said the peer closed (or the socket failed): the
+    /// socket can never be pooled, whatever the connection's reads proved
+    /// about its data.
+    peer_closed: bool,
 }
 
 impl<C> Reactor<C> {
@@ -413,7 +417,11 @@ impl<C> Driver<C> {
             Phase::Lent => {
                 if read_side {
                     let tick = self.shared.tick.get();
-                    self.entry(slot.index).last_ready = tick;
+                    let entry = self.entry(slot.index);
+                    entry.last_ready = tick;
+                    // A short read proves no data is left, not that no FIN
+                    // is: it must not be pooled on that proof.
+                    entry.peer_closed |= event.is_read_closed() || event.is_error();
                 }
                 events.list.push(Event::Ready(Readiness {
                     conn: ConnId {
@@ -518,8 +526,7 @@ impl<C> Driver<C> {
                                     *self.entry(slot.index) = SocketEntry {
                                         stream: Some(stream),
                                         tls,
-                                        connected: false,
-                                        last_ready: 0,
+                                        ..SocketEntry::default()
                                     };
                                 }
                                 Err(e) => self.pool.handle_connect_failed(
@@ -571,7 +578,7 @@ impl<C> Driver<C> {
             .is_some_and(|tick| tick >= entry.last_ready);
         entry.stream = Some(returned.stream);
         entry.tls = returned.tls;
-        let quiet = returned.reusable && entry.is_clean(drained);
+        let quiet = returned.reusable && !entry.peer_closed && entry.is_clean(drained);
         self.pool.handle_returned(slot, quiet, now);
     }
 

@@ -83,6 +83,40 @@ fn connection_freed_with_unread_data_is_not_reused() {
 }
 
 #[test]
+fn response_followed_at_once_by_a_close_is_not_pooled() {
+    // Regression: a short read proved the data drained, and the FIN that
+    // came with it went unnoticed; the dead socket was pooled and, with no
+    // further readiness, stayed idle.
+    let server = Server::start_closing();
+    let mut ka = reactor(Config::default());
+    let mut events = Events::new();
+    let mut conn = connect(&mut ka, &mut events, request(server.port(), ()));
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // Wait until the response and the FIN have both arrived.
+    let start = std::time::Instant::now();
+    let mut closed = false;
+    while !closed {
+        assert!(start.elapsed() < CAP);
+        ka.poll(&mut events, Some(Duration::from_millis(50)))
+            .unwrap();
+        closed = events
+            .drain()
+            .any(|e| matches!(e, Event::Ready(r) if r.closed));
+    }
+    let mut buf = [0u8; 4096];
+    let n = conn.read(&mut buf).unwrap();
+    assert!(
+        n > 0 && n < buf.len(),
+        "one short read takes the whole response"
+    );
+    ka.free(conn).unwrap();
+    assert_eq!(ka.idle_count(), 0, "not pooled");
+    let conn = connect(&mut ka, &mut events, request(server.port(), ()));
+    assert_eq!(conn.from_cache(), None);
+}
+
+#[test]
 fn connection_closed_by_the_user_is_not_reused() {
     let server = Server::start();
     let mut ka = reactor(Config::default());

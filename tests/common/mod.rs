@@ -37,7 +37,17 @@ impl Server {
         Server::start_on(LOCALHOST)
     }
 
+    /// A server that closes each connection right after its first response,
+    /// so the FIN follows the data at once.
+    pub fn start_closing() -> Server {
+        Server::start_with(LOCALHOST, true)
+    }
+
     pub fn start_on(ip: IpAddr) -> Server {
+        Server::start_with(ip, false)
+    }
+
+    fn start_with(ip: IpAddr, close_after_response: bool) -> Server {
         let listener = TcpListener::bind((ip, 0)).expect("bind test server");
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -59,7 +69,7 @@ impl Server {
                 a.fetch_add(1, Ordering::SeqCst);
                 o.lock().unwrap().push(stream.try_clone().unwrap());
                 let r = r.clone();
-                thread::spawn(move || serve(stream, &r));
+                thread::spawn(move || serve(stream, &r, close_after_response));
             }
         });
         Server {
@@ -123,7 +133,7 @@ impl Drop for Server {
 }
 
 /// Answers `GET` heads with a small body, keep-alive, until EOF.
-fn serve(stream: TcpStream, requests: &AtomicUsize) {
+fn serve(stream: TcpStream, requests: &AtomicUsize, close_after_response: bool) {
     let Ok(mut out) = stream.try_clone() else {
         return;
     };
@@ -144,7 +154,8 @@ fn serve(stream: TcpStream, requests: &AtomicUsize) {
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
-        if out.write_all(response.as_bytes()).is_err() {
+        if out.write_all(response.as_bytes()).is_err() || close_after_response {
+            let _ = out.shutdown(Shutdown::Both);
             return;
         }
     }
