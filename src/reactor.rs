@@ -119,6 +119,7 @@ impl<C> Reactor<C> {
     /// Costs on a cache hit: a hash lookup and two timer-wheel operations;
     /// no syscall, no allocation once warm.
     pub fn allocate(&mut self, request: Request<C>) -> Result<RequestId, AllocateError<C>> {
+        // One clock read serves the returns and the request's deadline.
         if let Some(name) = request.target.server_name.as_deref() {
             if rustls::pki_types::ServerName::try_from(name).is_err() {
                 return Err(AllocateError {
@@ -194,12 +195,18 @@ impl<C> Reactor<C> {
     pub fn poll(&mut self, events: &mut Events<C>, timeout: Option<Duration>) -> Result<(), Error> {
         let until = timeout.map(|t| Instant::now() + t);
         let before = events.len();
+        let mut wait = timeout;
         loop {
-            let wait = until.map(|u| u.saturating_duration_since(Instant::now()));
             self.tick(events, wait)?;
-            let expired = until.is_some_and(|u| Instant::now() >= u);
-            if events.len() > before || expired {
+            if events.len() > before {
                 return Ok(());
+            }
+            if let Some(u) = until {
+                let left = u.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(());
+                }
+                wait = Some(left);
             }
         }
     }
@@ -230,7 +237,7 @@ impl<C> Reactor<C> {
         if self.driver.pool.has_outcomes() || returned {
             return Some(Duration::ZERO);
         }
-        let now = self.driver.now_floor();
+        let (_, now) = self.driver.clock();
         self.driver
             .pool
             .poll_timeout()
@@ -257,23 +264,27 @@ impl<C> Reactor<C> {
         self.driver.pool.is_shut_down()
     }
 
+    /// One tick. The clock is read once after the wait, and before it only
+    /// when returned connections or a deadline need it: clock reads are a
+    /// large share of the hit path's cost.
     fn tick(&mut self, events: &mut Events<C>, wait: Option<Duration>) -> Result<(), Error> {
         let driver = &mut self.driver;
         driver.shared.tick.set(driver.shared.tick.get() + 1);
-        let now = driver.now();
-        driver.take_returned(now);
-        driver.run_commands(now);
+        if driver.has_returned() {
+            let now = driver.now();
+            driver.take_returned(now);
+            driver.run_commands(now);
+        }
         let wait = if driver.pool.has_outcomes() {
             Some(Duration::ZERO)
         } else {
-            let floor = driver.now_floor();
-            let deadline = driver
-                .pool
-                .poll_timeout()
-                .map(|d| Duration::from_millis(d.saturating_sub(floor)));
-            match (wait, deadline) {
-                (Some(w), Some(d)) => Some(w.min(d)),
-                (w, d) => w.or(d),
+            match driver.pool.poll_timeout() {
+                Some(deadline) => {
+                    let (_, floor) = driver.clock();
+                    let d = Duration::from_millis(deadline.saturating_sub(floor));
+                    Some(wait.map_or(d, |w| w.min(d)))
+                }
+                None => wait,
             }
         };
         match self.poll.poll(&mut self.mio_events, wait) {
@@ -281,11 +292,11 @@ impl<C> Reactor<C> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(Error::Io(e)),
         }
-        let now = driver.now();
+        let (now, floor) = driver.clock();
         for event in self.mio_events.iter() {
             driver.handle_readiness(event, events, now);
         }
-        driver.pool.handle_timeout(driver.now_floor());
+        driver.pool.handle_timeout(floor);
         driver.run_commands(now);
         driver.deliver(events);
         Ok(())
@@ -365,13 +376,21 @@ impl<C> Driver<C> {
     /// since the reactor started, rounded up, so that `now + timeout` is never
     /// earlier than the real deadline.
     fn now(&self) -> Millis {
-        crate::time::millis_ceil(self.epoch.elapsed())
+        self.clock().0
     }
 
-    /// The clock read for firing deadlines: rounded down, so a deadline fires
-    /// only once the real time has reached it.
-    fn now_floor(&self) -> Millis {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    /// One clock read, as (rounded up, rounded down): inputs take the first,
+    /// firing deadlines takes the second, so a deadline fires only once the
+    /// real time has reached it.
+    fn clock(&self) -> (Millis, Millis) {
+        let elapsed = self.epoch.elapsed();
+        let floor = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        (crate::time::millis_ceil(elapsed), floor)
+    }
+
+    /// Whether connections were dropped since the last tick.
+    fn has_returned(&self) -> bool {
+        self.shared.returned.try_borrow().is_ok_and(|q| !q.is_empty())
     }
 
     fn slot_of(&self, token: Token) -> Option<SlotId> {

@@ -1,0 +1,696 @@
+//! Benchmarks against the peers, in one run, as ratios.
+//!
+//! ```sh
+//! cargo bench --bench compare             # the full run, a few minutes
+//! BENCH_SECS=0.5 cargo bench --bench compare   # a quick one
+//! ```
+//!
+//! Every figure that has a peer is measured in the same process run,
+//! interleaved with the peer in rounds (ours, peer, ours, peer, …), and the
+//! median round is reported. Results go to `target/bench/compare.json`,
+//! `target/bench/compare.md` and `benches/compare.svg`.
+//!
+//! Under `cargo test --all-targets` (no `--bench` argument) the runner does a
+//! smoke run instead: every figure's code path with tiny counts, in seconds,
+//! and no files outside `target/bench/smoke/`.
+
+mod chart;
+mod client;
+mod idle;
+#[path = "../../tests/common/nginx.rs"]
+#[allow(dead_code, reason = "shared with the tests, which use more of it")]
+mod nginx;
+mod peers;
+mod syscalls;
+mod wheelbench;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use keepalive::{Config, Event, Events, Reactor, Request};
+
+pub(crate) const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+pub(crate) const CAP: Duration = Duration::from_secs(10);
+
+/// Counts live heap bytes while `COUNTING` is on (the idle-scale child turns
+/// it on); otherwise one relaxed load per allocation.
+struct CountingAlloc;
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
+
+// SAFETY: defers every call to the system allocator; the counters are atomics.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        }
+        // SAFETY: the caller's contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE_BYTES.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        }
+        // SAFETY: the caller's contract.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE_BYTES.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+        }
+        // SAFETY: the caller's contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+/// How long and how often to measure.
+#[derive(Clone, Copy)]
+pub(crate) struct Settings {
+    /// Seconds per figure per side, split over `rounds`.
+    pub secs: f64,
+    pub rounds: usize,
+    pub smoke: bool,
+}
+
+impl Settings {
+    pub fn round(&self) -> Duration {
+        Duration::from_secs_f64(self.secs / self.rounds as f64)
+    }
+}
+
+/// One row of the results.
+pub(crate) struct Figure {
+    pub figure: &'static str,
+    pub unit: &'static str,
+    pub higher_is_better: bool,
+    pub ours: f64,
+    pub peers: Vec<(&'static str, f64)>,
+    pub note: Option<String>,
+}
+
+impl Figure {
+    fn new(figure: &'static str, unit: &'static str, higher_is_better: bool, ours: f64) -> Figure {
+        Figure {
+            figure,
+            unit,
+            higher_is_better,
+            ours,
+            peers: Vec::new(),
+            note: None,
+        }
+    }
+
+    fn peer(mut self, name: &'static str, value: f64) -> Figure {
+        self.peers.push((name, value));
+        self
+    }
+
+    fn note(mut self, note: impl Into<String>) -> Figure {
+        self.note = Some(note.into());
+        self
+    }
+
+    /// How many times better ours is than `peer` (> 1: ours is better).
+    pub fn ratio(&self, peer: f64) -> f64 {
+        if self.higher_is_better {
+            self.ours / peer
+        } else {
+            peer / self.ours
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn percentile(lat: &mut [u32], p: f64) -> f64 {
+    if lat.is_empty() {
+        return f64::NAN;
+    }
+    lat.sort_unstable();
+    let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(lat[i])
+}
+
+/// Runs `ours` and each peer in alternating rounds; medians.
+fn interleaved(settings: Settings, mut sides: Vec<&mut dyn FnMut(Duration) -> f64>) -> Vec<f64> {
+    let mut results = vec![Vec::new(); sides.len()];
+    for _ in 0..settings.rounds {
+        for (side, out) in sides.iter_mut().zip(results.iter_mut()) {
+            out.push(side(settings.round()));
+        }
+    }
+    results.into_iter().map(median).collect()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    raise_fd_limit();
+    match args.get(1).map(String::as_str) {
+        Some("--hold-server") => return idle::hold_server(),
+        Some("--idle-child") => return idle::child(&args[2..]),
+        Some("--http-child") => return syscalls::child(&args[2..]),
+        _ => {}
+    }
+    let smoke = !args.iter().any(|a| a == "--bench");
+    let secs = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3.0);
+    let settings = if smoke {
+        Settings {
+            secs: 0.03,
+            rounds: 1,
+            smoke: true,
+        }
+    } else {
+        Settings {
+            secs,
+            rounds: 3,
+            smoke: false,
+        }
+    };
+    let started = Instant::now();
+    if smoke {
+        println!("compare: smoke run (cargo bench --bench compare measures)");
+    }
+    print_machine();
+
+    let server = HttpServer::start();
+    println!("HTTP server: {}\n", server.name());
+    let mut figures = Vec::new();
+    figures.extend(hit_path(settings));
+    let (http, series) = http_figures(settings, &server);
+    figures.extend(http);
+    figures.push(connect_figure(settings));
+    figures.extend(syscalls::figures(settings, server.port()));
+    figures.extend(idle::figures(settings));
+    figures.push(wheel_figure(settings));
+
+    let out_dir = target_dir()
+        .join("bench")
+        .join(if smoke { "smoke" } else { "" });
+    std::fs::create_dir_all(&out_dir).expect("create target/bench");
+    print_table(&figures);
+    std::fs::write(out_dir.join("compare.json"), json(&figures)).expect("write compare.json");
+    std::fs::write(out_dir.join("compare.md"), markdown(&figures)).expect("write compare.md");
+    let svg = if smoke {
+        out_dir.join("compare.svg")
+    } else {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/compare.svg")
+    };
+    chart::draw(&series, &svg);
+    println!(
+        "\nwrote {}/compare.{{json,md}} and {} in {:.1} s",
+        out_dir.display(),
+        svg.display(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid, owned struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+pub(crate) fn fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit with a valid, owned struct.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    lim.rlim_cur
+}
+
+fn command_line(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| {
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_else(|| "not found".into())
+}
+
+fn print_machine() {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_default();
+    println!(
+        "date:    {}",
+        command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+    );
+    println!(
+        "machine: {} cores, {cpu}; Linux {}",
+        thread::available_parallelism().map_or(0, |n| n.get()),
+        command_line("uname", &["-r"])
+    );
+    println!("rustc:   {}", command_line("rustc", &["--version"]));
+    println!(
+        "nginx:   {}   wrk: {}   strace: {}",
+        command_line("nginx", &["-v"]),
+        command_line("wrk", &["--version"]),
+        command_line("strace", &["-V"])
+    );
+}
+
+/// nginx if installed (the real thing), else a small in-process server.
+pub(crate) enum HttpServer {
+    Nginx(nginx::Nginx),
+    InProcess(u16),
+}
+
+impl HttpServer {
+    fn start() -> HttpServer {
+        if let Some(n) = nginx::Nginx::start_http(100_000_000, "600s") {
+            return HttpServer::Nginx(n);
+        }
+        let listener = TcpListener::bind((LOCALHOST, 0)).expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        thread::spawn(move || {
+            for s in listener.incoming().flatten() {
+                thread::spawn(move || serve_http(s));
+            }
+        });
+        HttpServer::InProcess(port)
+    }
+
+    pub fn port(&self) -> u16 {
+        match self {
+            HttpServer::Nginx(n) => n.port(),
+            HttpServer::InProcess(p) => *p,
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            HttpServer::Nginx(n) => format!(
+                "nginx on {} (keepalive_requests 100000000, keepalive_timeout 600s)",
+                n.addr
+            ),
+            HttpServer::InProcess(p) => {
+                format!("in-process (nginx not installed) on 127.0.0.1:{p}")
+            }
+        }
+    }
+}
+
+fn serve_http(mut s: TcpStream) {
+    let _ = s.set_nodelay(true);
+    let mut buf = [0u8; 4096];
+    let mut have = Vec::new();
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => have.extend_from_slice(&buf[..n]),
+        }
+        while let Some(end) = have.windows(4).position(|w| w == b"\r\n\r\n") {
+            have.drain(..end + 4);
+            if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhello\n")
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// Accepts connections and holds them, never reading: for figures where the
+/// server must only exist.
+fn holding_server() -> (SocketAddr, Arc<Mutex<Vec<TcpStream>>>) {
+    let listener = TcpListener::bind((LOCALHOST, 0)).expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let h = held.clone();
+    thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            if let Ok(mut list) = h.lock() {
+                list.push(s);
+            }
+        }
+    });
+    (addr, held)
+}
+
+/// Accepts connections and closes each once the client has closed it. The
+/// client closing first keeps TIME_WAIT on the client side, where Linux
+/// reuses it for new loopback connects (tcp_tw_reuse); a server closing first
+/// would leave TIME_WAIT entries that new SYNs from wrapped-around ephemeral
+/// ports collide with, and both sides would measure retransmit timers.
+fn closing_server() -> SocketAddr {
+    use mio::{Events as MioEvents, Interest, Poll, Token};
+    let listener = TcpListener::bind((LOCALHOST, 0)).expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    listener.set_nonblocking(true).expect("nonblocking");
+    thread::spawn(move || {
+        let mut listener = mio::net::TcpListener::from_std(listener);
+        let mut poll = Poll::new().expect("poll");
+        let mut events = MioEvents::with_capacity(256);
+        poll.registry()
+            .register(&mut listener, Token(usize::MAX), Interest::READABLE)
+            .expect("register");
+        let mut conns: slab::Slab<mio::net::TcpStream> = slab::Slab::new();
+        let mut buf = [0u8; 64];
+        loop {
+            if poll.poll(&mut events, None).is_err() {
+                return;
+            }
+            for e in events.iter() {
+                if e.token() == Token(usize::MAX) {
+                    while let Ok((mut s, _)) = listener.accept() {
+                        let entry = conns.vacant_entry();
+                        if poll
+                            .registry()
+                            .register(&mut s, Token(entry.key()), Interest::READABLE)
+                            .is_ok()
+                        {
+                            entry.insert(s);
+                        }
+                    }
+                } else if let Some(s) = conns.get_mut(e.token().0) {
+                    let closed = loop {
+                        match s.read(&mut buf) {
+                            Ok(0) => break true,
+                            Ok(_) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+                            Err(_) => break true,
+                        }
+                    };
+                    if closed {
+                        conns.remove(e.token().0);
+                    }
+                }
+            }
+        }
+    });
+    addr
+}
+
+/// Hit path: allocate from the pool → poll → free, one at a time or 64.
+fn hit_path(settings: Settings) -> Vec<Figure> {
+    let (addr, _held) = holding_server();
+    let mut out = Vec::new();
+    for (figure, batch) in [("hit_c1", 1usize), ("hit_c64", 64)] {
+        let mut ka: Reactor<()> =
+            Reactor::new(Config::default().with_max_per_host(batch)).expect("reactor");
+        let mut events = Events::with_capacity(batch * 2);
+        // Warm: `batch` connections in the pool.
+        let mut conns = Vec::new();
+        for _ in 0..batch {
+            ka.allocate(Request::new("http", LOCALHOST, addr.port(), ()))
+                .expect("allocate");
+        }
+        while conns.len() < batch {
+            ka.poll(&mut events, Some(CAP)).expect("poll");
+            for e in events.drain() {
+                if let Event::Outcome(o) = e {
+                    conns.push(o.result.expect("connect"));
+                }
+            }
+        }
+        for c in conns.drain(..) {
+            ka.free(c).expect("free");
+        }
+        let mut ours = |limit: Duration| {
+            let start = Instant::now();
+            let mut cycles = 0u64;
+            while start.elapsed() < limit {
+                for _ in 0..64 {
+                    for _ in 0..batch {
+                        ka.allocate(Request::new("http", LOCALHOST, addr.port(), ()))
+                            .expect("allocate");
+                    }
+                    while conns.len() < batch {
+                        ka.poll_events(&mut events).expect("poll");
+                        for e in events.drain() {
+                            if let Event::Outcome(o) = e {
+                                conns.push(o.result.expect("hit"));
+                            }
+                        }
+                    }
+                    for c in conns.drain(..) {
+                        ka.free(c).expect("free");
+                    }
+                    cycles += batch as u64;
+                }
+            }
+            cycles as f64 / start.elapsed().as_secs_f64()
+        };
+        let mut deadpool = |limit| peers::deadpool_hits(batch, limit);
+        let mut bb8 = |limit| peers::bb8_hits(batch, limit);
+        let r = interleaved(settings, vec![&mut ours, &mut deadpool, &mut bb8]);
+        out.push(
+            Figure::new(figure, "cycles/s", true, r[0])
+                .peer("deadpool", r[1])
+                .peer("bb8", r[2]),
+        );
+    }
+    out
+}
+
+/// One concurrency level of the HTTP chart: (conc, ours, hyper, wrk) for
+/// requests/s and p99.
+pub(crate) struct Series {
+    pub conc: usize,
+    pub rps: [Option<f64>; 3],
+    pub p99: [Option<f64>; 3],
+}
+
+fn http_figures(settings: Settings, server: &HttpServer) -> (Vec<Figure>, Vec<Series>) {
+    let port = server.port();
+    let mut figures = Vec::new();
+    let mut series = Vec::new();
+    let names = [
+        ("http_c1", "http_p99_c1", 1),
+        ("http_c16", "http_p99_c16", 16),
+        ("http_c64", "http_p99_c64", 64),
+    ];
+    for (rps_name, p99_name, conc) in names {
+        let max = if settings.smoke { 200 } else { u64::MAX };
+        let mut runs: [Vec<client::HttpRun>; 2] = [Vec::new(), Vec::new()];
+        // Warm both (connections, nginx worker, page cache).
+        client::run(port, conc, Duration::from_millis(100), max.min(1000));
+        peers::hyper_http(port, conc, Duration::from_millis(100), max.min(1000));
+        for _ in 0..settings.rounds {
+            runs[0].push(client::run(port, conc, settings.round(), max));
+            runs[1].push(peers::hyper_http(port, conc, settings.round(), max));
+        }
+        let summarize = |runs: &mut Vec<client::HttpRun>| {
+            let rps = median(runs.iter().map(|r| r.per_sec()).collect());
+            let p99 = median(
+                runs.iter_mut()
+                    .map(|r| percentile(&mut r.latencies_us, 0.99))
+                    .collect(),
+            );
+            let p50 = median(
+                runs.iter_mut()
+                    .map(|r| percentile(&mut r.latencies_us, 0.50))
+                    .collect(),
+            );
+            (rps, p50, p99)
+        };
+        let (ours_rps, ours_p50, ours_p99) = summarize(&mut runs[0]);
+        let (hyper_rps, hyper_p50, hyper_p99) = summarize(&mut runs[1]);
+        let wrk = if settings.smoke {
+            None
+        } else {
+            peers::wrk(port, conc, settings.secs / settings.rounds as f64)
+        };
+        let mut rps = Figure::new(rps_name, "req/s", true, ours_rps).peer("hyper-util", hyper_rps);
+        let mut p99 = Figure::new(p99_name, "µs", false, ours_p99).peer("hyper-util", hyper_p99);
+        if let Some((w_rps, w_p99)) = wrk {
+            rps = rps.peer("wrk", w_rps);
+            p99 = p99.peer("wrk", w_p99);
+        }
+        rps = rps.note(format!(
+            "p50 µs: ours {ours_p50:.0}, hyper-util {hyper_p50:.0}"
+        ));
+        series.push(Series {
+            conc,
+            rps: [Some(ours_rps), Some(hyper_rps), wrk.map(|w| w.0)],
+            p99: [Some(ours_p99), Some(hyper_p99), wrk.map(|w| w.1)],
+        });
+        figures.push(rps);
+        figures.push(p99);
+    }
+    (figures, series)
+}
+
+/// New connections per second, every connection closed instead of freed.
+fn connect_figure(settings: Settings) -> Figure {
+    let addr = closing_server();
+    let mut ka: Reactor<()> = Reactor::new(Config::default()).expect("reactor");
+    let mut events = Events::with_capacity(8);
+    let mut ours = |limit: Duration| {
+        let start = Instant::now();
+        let mut n = 0u64;
+        while start.elapsed() < limit {
+            ka.allocate(Request::new("http", LOCALHOST, addr.port(), ()))
+                .expect("allocate");
+            'wait: loop {
+                ka.poll(&mut events, Some(CAP)).expect("poll");
+                for e in events.drain() {
+                    if let Event::Outcome(o) = e {
+                        o.result.expect("connect").close();
+                        break 'wait;
+                    }
+                }
+            }
+            n += 1;
+        }
+        n as f64 / start.elapsed().as_secs_f64()
+    };
+    let mut bare = |limit| peers::mio_bare_connects(addr, limit);
+    let r = interleaved(settings, vec![&mut ours, &mut bare]);
+    Figure::new("connect", "conn/s", true, r[0]).peer("mio-bare", r[1])
+}
+
+fn wheel_figure(settings: Settings) -> Figure {
+    use keepalive::internals::Wheel;
+    let (big, small, steps) = if settings.smoke {
+        (10_000, 1_000, 10_000)
+    } else {
+        (1_000_000, 1_000, 3_000_000)
+    };
+    let mut ours_big =
+        |_: Duration| wheelbench::run(&mut Wheel::<u32>::with_capacity(big * 2), big, steps);
+    let mut ours_small =
+        |_: Duration| wheelbench::run(&mut Wheel::<u32>::with_capacity(small * 2), small, steps);
+    let mut heap = |_: Duration| wheelbench::run(&mut peers::HeapTimers::new(), big, steps);
+    let r = interleaved(settings, vec![&mut ours_big, &mut ours_small, &mut heap]);
+    Figure::new("wheel_1m", "ns/op", false, r[0])
+        .peer("wheel_1k", r[1])
+        .peer("heap", r[2])
+        .note(format!("{big} live timers; op = insert, cancel or expiry"))
+}
+
+fn print_table(figures: &[Figure]) {
+    println!(
+        "\n{:<16} {:>14} {:<9} peers (ratio: > 1 means ours is better)",
+        "figure", "ours", "unit"
+    );
+    for f in figures {
+        let peers: Vec<String> = f
+            .peers
+            .iter()
+            .map(|(n, v)| format!("{n} {} ({:.2}×)", fmt(*v), f.ratio(*v)))
+            .collect();
+        println!(
+            "{:<16} {:>14} {:<9} {}",
+            f.figure,
+            fmt(f.ours),
+            f.unit,
+            peers.join(", ")
+        );
+        if let Some(note) = &f.note {
+            println!("{:<16} {note}", "");
+        }
+    }
+}
+
+fn fmt(v: f64) -> String {
+    if !v.is_finite() {
+        "n/a".into()
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn json(figures: &[Figure]) -> String {
+    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let num = |v: f64| {
+        if v.is_finite() {
+            format!("{v:.3}")
+        } else {
+            "null".into()
+        }
+    };
+    let rows: Vec<String> = figures
+        .iter()
+        .map(|f| {
+            let peers: Vec<String> = f.peers.iter().map(|(n, v)| format!("\"{}\": {}", esc(n), num(*v))).collect();
+            let note = f.note.as_ref().map(|n| format!(", \"note\": \"{}\"", esc(n))).unwrap_or_default();
+            format!(
+                "  {{ \"figure\": \"{}\", \"unit\": \"{}\", \"higher_is_better\": {}, \"ours\": {}, \"peers\": {{ {} }}{note} }}",
+                f.figure,
+                esc(f.unit),
+                f.higher_is_better,
+                num(f.ours),
+                peers.join(", ")
+            )
+        })
+        .collect();
+    format!("[\n{}\n]\n", rows.join(",\n"))
+}
+
+fn markdown(figures: &[Figure]) -> String {
+    let mut s = String::from(
+        "| figure | unit | ours | peers (ratio, > 1 = ours better) |\n| --- | --- | ---: | --- |\n",
+    );
+    for f in figures {
+        let peers: Vec<String> = f
+            .peers
+            .iter()
+            .map(|(n, v)| format!("{n} {} ({:.2}×)", fmt(*v), f.ratio(*v)))
+            .collect();
+        let note = f
+            .note
+            .as_ref()
+            .map(|n| format!("; {n}"))
+            .unwrap_or_default();
+        s.push_str(&format!(
+            "| `{}` | {} | {} | {}{note} |\n",
+            f.figure,
+            f.unit,
+            fmt(f.ours),
+            peers.join(", ")
+        ));
+    }
+    s
+}
