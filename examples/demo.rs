@@ -372,7 +372,7 @@ impl TlsDemo {
                         return;
                     };
                     let tls = rustls::StreamOwned::new(conn, stream);
-                    serve_tls(tls);
+                    serve(tls, &AtomicUsize::new(0), "hello over TLS\n");
                 });
             }
         });
@@ -380,34 +380,6 @@ impl TlsDemo {
             port,
             client_config,
         })
-    }
-}
-
-fn serve_tls(tls: keepalive::rustls::StreamOwned<keepalive::rustls::ServerConnection, TcpStream>) {
-    let mut reader = BufReader::new(tls);
-    let mut line = String::new();
-    loop {
-        loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) if line == "\r\n" => break,
-                Ok(_) => {}
-            }
-        }
-        let body = "hello over TLS\n";
-        let response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        let out = reader.get_mut();
-        if out
-            .write_all(response.as_bytes())
-            .and_then(|()| out.flush())
-            .is_err()
-        {
-            return;
-        }
     }
 }
 
@@ -434,7 +406,7 @@ impl Server {
                     list.push(copy);
                 }
                 let r = r.clone();
-                thread::spawn(move || serve(stream, &r));
+                thread::spawn(move || serve(stream, &r, "hello from the demo server\n"));
             }
         });
         Ok(Server {
@@ -455,10 +427,8 @@ impl Server {
     }
 }
 
-fn serve(stream: TcpStream, requests: &AtomicUsize) {
-    let Ok(mut out) = stream.try_clone() else {
-        return;
-    };
+/// Answers HTTP/1.1 requests on one connection, plain or TLS, until EOF.
+fn serve(stream: impl Read + Write, requests: &AtomicUsize, body: &str) {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     loop {
@@ -472,12 +442,16 @@ fn serve(stream: TcpStream, requests: &AtomicUsize) {
             }
         }
         requests.fetch_add(1, Ordering::SeqCst);
-        let body = "hello from the demo server\n";
         let response = format!(
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
-        if out.write_all(response.as_bytes()).is_err() {
+        let out = reader.get_mut();
+        if out
+            .write_all(response.as_bytes())
+            .and_then(|()| out.flush())
+            .is_err()
+        {
             return;
         }
     }

@@ -55,6 +55,7 @@ fn panel(
         .configure_mesh()
         .x_desc("concurrent connections")
         .x_labels(8)
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .x_label_formatter(&|x| {
             let c = 2f64.powf(*x).round();
             if (x.fract().abs() < 1e-9) && [1.0, 4.0, 16.0, 64.0].contains(&c) {
@@ -84,6 +85,7 @@ fn panel(
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
         .border_style(BLACK)
         .background_style(WHITE.mix(0.8))
         .draw()?;

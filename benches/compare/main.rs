@@ -614,22 +614,28 @@ fn print_table(figures: &[Figure]) {
         "figure", "ours", "unit"
     );
     for f in figures {
-        let peers: Vec<String> = f
-            .peers
-            .iter()
-            .map(|(n, v)| format!("{n} {} ({:.2}×)", fmt(*v), f.ratio(*v)))
-            .collect();
+        let peers = peer_list(f);
         println!(
             "{:<16} {:>14} {:<9} {}",
             f.figure,
             fmt(f.ours),
             f.unit,
-            peers.join(", ")
+            peers
         );
         if let Some(note) = &f.note {
             println!("{:<16} {note}", "");
         }
     }
+}
+
+/// `peer value (ratio×), …`
+fn peer_list(f: &Figure) -> String {
+    let peers: Vec<String> = f
+        .peers
+        .iter()
+        .map(|(n, v)| format!("{n} {} ({:.2}×)", fmt(*v), f.ratio(*v)))
+        .collect();
+    peers.join(", ")
 }
 
 fn fmt(v: f64) -> String {
@@ -674,11 +680,7 @@ fn markdown(figures: &[Figure]) -> String {
         "| figure | unit | ours | peers (ratio, > 1 = ours better) |\n| --- | --- | ---: | --- |\n",
     );
     for f in figures {
-        let peers: Vec<String> = f
-            .peers
-            .iter()
-            .map(|(n, v)| format!("{n} {} ({:.2}×)", fmt(*v), f.ratio(*v)))
-            .collect();
+        let peers = peer_list(f);
         let note = f
             .note
             .as_ref()
@@ -689,7 +691,7 @@ fn markdown(figures: &[Figure]) -> String {
             f.figure,
             f.unit,
             fmt(f.ours),
-            peers.join(", ")
+            peers
         ));
     }
     s
