@@ -390,7 +390,10 @@ impl<C> Driver<C> {
 
     /// Whether connections were dropped since the last tick.
     fn has_returned(&self) -> bool {
-        self.shared.returned.try_borrow().is_ok_and(|q| !q.is_empty())
+        self.shared
+            .returned
+            .try_borrow()
+            .is_ok_and(|q| !q.is_empty())
     }
 
     fn slot_of(&self, token: Token) -> Option<SlotId> {

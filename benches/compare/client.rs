@@ -68,10 +68,12 @@ pub fn run(port: u16, conc: usize, limit: Duration, max_requests: u64) -> HttpRu
         for event in events.drain() {
             let lane = match event {
                 Event::Outcome(o) => {
+                    // Write, then wait for readiness: reading right away
+                    // would mostly find nothing and cost an EAGAIN read.
                     let mut conn = o.result.expect("connection");
                     conn.write_all(GET).expect("write");
                     lanes[o.context].conn = Some(conn);
-                    o.context
+                    continue;
                 }
                 Event::Ready(r) => match lanes
                     .iter()
