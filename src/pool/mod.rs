@@ -353,18 +353,22 @@ impl<C> Pool<C> {
             waited: false,
             queue: Link::UNLINKED,
         }) as u32;
-        let timer = self.wheel.insert(deadline, TimerOwner::Request(index));
-        if let Some(r) = self.requests.get_mut(index as usize) {
-            r.timer = Some(timer);
-        }
         if let Some(k) = self.keys.get_mut(key as usize) {
             k.requests += 1;
             k.waiting
                 .push_back(&mut self.requests, index, request_queue);
         }
         self.dispatch(key);
+        // Only a request that must wait or connect needs its timeout: a
+        // cache hit is decided already, and skips a wheel insert + cancel.
         if let Some(r) = self.requests.get_mut(index as usize) {
             r.waited = matches!(r.state, RequestState::Waiting);
+            if matches!(
+                r.state,
+                RequestState::Waiting | RequestState::Connecting { .. }
+            ) {
+                r.timer = Some(self.wheel.insert(deadline, TimerOwner::Request(index)));
+            }
         }
         Ok(RequestId {
             reactor: self.pool_id,
