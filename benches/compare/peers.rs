@@ -212,6 +212,7 @@ pub fn mio_bare_connects(addr: SocketAddr, limit: Duration) -> f64 {
                 break;
             }
         }
+        crate::abort_on_close(&s);
         drop(s);
         n += 1;
     }
