@@ -119,7 +119,6 @@ impl<C> Reactor<C> {
     /// Costs on a cache hit: a hash lookup and two timer-wheel operations;
     /// no syscall, no allocation once warm.
     pub fn allocate(&mut self, request: Request<C>) -> Result<RequestId, AllocateError<C>> {
-        // One clock read serves the returns and the request's deadline.
         if let Some(name) = request.target.server_name.as_deref() {
             if rustls::pki_types::ServerName::try_from(name).is_err() {
                 return Err(AllocateError {
@@ -130,11 +129,12 @@ impl<C> Reactor<C> {
                 });
             }
         }
+        // One clock read serves the returns and the request's deadline.
         let now = self.driver.now();
         // Connections dropped since the last tick may serve this request.
         self.driver.take_returned(now);
         let id = self.driver.pool.allocate(request, now)?;
-        self.driver.run_commands(now);
+        self.driver.run_commands();
         Ok(id)
     }
 
@@ -149,7 +149,7 @@ impl<C> Reactor<C> {
     pub fn deallocate(&mut self, id: RequestId) -> Result<C, Error> {
         let now = self.driver.now();
         let context = self.driver.pool.deallocate(id, now)?;
-        self.driver.run_commands(now);
+        self.driver.run_commands();
         Ok(context)
     }
 
@@ -169,7 +169,7 @@ impl<C> Reactor<C> {
         let now = self.driver.now();
         if let Some(returned) = conn.into_returned() {
             self.driver.take_back(returned, now);
-            self.driver.run_commands(now);
+            self.driver.run_commands();
         }
         Ok(())
     }
@@ -183,7 +183,7 @@ impl<C> Reactor<C> {
         let now = self.driver.now();
         self.driver.take_returned(now);
         self.driver.pool.shutdown();
-        self.driver.run_commands(now);
+        self.driver.run_commands();
     }
 
     /// Waits up to `timeout` (`None`: without limit) until at least one event
@@ -273,7 +273,7 @@ impl<C> Reactor<C> {
         if driver.has_returned() {
             let now = driver.now();
             driver.take_returned(now);
-            driver.run_commands(now);
+            driver.run_commands();
         }
         let wait = if driver.pool.has_outcomes() {
             Some(Duration::ZERO)
@@ -297,7 +297,7 @@ impl<C> Reactor<C> {
             driver.handle_readiness(event, events, now);
         }
         driver.pool.handle_timeout(floor);
-        driver.run_commands(now);
+        driver.run_commands();
         driver.deliver(events);
         Ok(())
     }
@@ -528,8 +528,7 @@ impl<C> Driver<C> {
 
     /// Carries out the pool's commands until it has none; failures feed back
     /// in as inputs, which may queue more.
-    fn run_commands(&mut self, now: Millis) {
-        let _ = now;
+    fn run_commands(&mut self) {
         while let Some(command) = self.pool.poll_command() {
             match command {
                 Command::Connect { slot, addr, bind } => {

@@ -71,14 +71,15 @@ fn unknown_stale_and_finished_ids_are_rejected() {
 
     let mut other: Reactor<i32> = reactor(Config::default());
     let foreign = other.allocate(request(server.port(), 3)).unwrap();
-    let _ = ka.allocate(request(server.port(), 4)).unwrap();
+    // Two of ours pending, one of which may share the foreign id's index.
+    ka.allocate(request(server.port(), 4)).unwrap();
     ka.allocate(request(server.port(), 5)).unwrap();
     assert!(
         matches!(ka.deallocate(foreign), Err(Error::UnknownRequest(_))),
         "another reactor's id never names one of ours"
     );
     assert_eq!(ka.pending_count(), 2, "nothing of ours was cancelled");
-    drop(outcome);
+    drop(outcome); // held until here, so 4 and 5 could not reuse its connection
 }
 
 #[test]

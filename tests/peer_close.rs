@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::*;
-use keepalive::{Config, Error, Event, Events, FromCache, Function};
+use keepalive::{Config, Error, Event, Events, Function};
 
 #[test]
 fn idle_connection_closed_by_the_server_is_not_reused() {
@@ -278,5 +278,4 @@ fn every_request_gets_exactly_one_outcome() {
     assert_eq!(cancelled, 9);
     assert_eq!(ids.len(), 51);
     assert!(ids.values().all(|&n| n == 1), "{ids:?}");
-    let _ = FromCache::Immediate;
 }
