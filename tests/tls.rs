@@ -254,3 +254,81 @@ fn https_keep_alive_reuse_against_nginx() {
         "one TLS connection served all ten: {serials:?}"
     );
 }
+
+#[test]
+fn large_writes_back_up_with_would_block_and_flush_delivers_everything() {
+    use std::io::{ErrorKind, Write};
+    let pki = Pki::new();
+    let sink = common::tls::TlsSink::start(pki.server_config(tls13()), Duration::from_millis(300));
+    let mut ka = reactor(Config::default().with_tls_config(pki.client_config()));
+    let mut events = Events::new();
+    let mut conn = connect(&mut ka, &mut events, https(sink.addr.port()));
+    let data = vec![b'x'; 16 << 20];
+    let (mut sent, mut blocked) = (0, 0);
+    let start = Instant::now();
+    while sent < data.len() {
+        assert!(start.elapsed() < CAP, "writes stalled at {sent}");
+        match conn.write(&data[sent..]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                blocked += 1;
+                ka.poll(&mut events, Some(Duration::from_millis(50)))
+                    .unwrap();
+            }
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+    loop {
+        assert!(start.elapsed() < CAP, "flush stalled");
+        match conn.flush() {
+            Ok(()) => break,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => ka
+                .poll(&mut events, Some(Duration::from_millis(50)))
+                .unwrap(),
+            Err(e) => panic!("flush: {e}"),
+        }
+    }
+    assert!(blocked > 0, "16 MiB against a stalled reader must back up");
+    while sink.received() < data.len() {
+        assert!(
+            start.elapsed() < CAP,
+            "server got {} of {}",
+            sink.received(),
+            data.len()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(sink.received(), data.len());
+    ka.free(conn).unwrap();
+    assert_eq!(
+        ka.idle_count(),
+        1,
+        "a fully flushed TLS connection is pooled"
+    );
+}
+
+#[test]
+fn a_tls_connection_freed_with_unsent_data_is_not_pooled() {
+    use std::io::{ErrorKind, Write};
+    let pki = Pki::new();
+    let sink = common::tls::TlsSink::start(pki.server_config(tls13()), Duration::from_secs(2));
+    let mut ka = reactor(Config::default().with_tls_config(pki.client_config()));
+    let mut events = Events::new();
+    let mut conn = connect(&mut ka, &mut events, https(sink.addr.port()));
+    let data = vec![b'x'; 1 << 20];
+    let start = Instant::now();
+    loop {
+        assert!(start.elapsed() < CAP, "never backed up");
+        match conn.write(&data) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+    ka.free(conn).unwrap();
+    assert_eq!(
+        ka.idle_count(),
+        0,
+        "ciphertext still queued in rustls: closed, not pooled"
+    );
+}

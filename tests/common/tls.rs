@@ -283,3 +283,51 @@ pub fn nginx_tls(pki: &Pki) -> Option<Nginx> {
         ],
     })
 }
+
+/// A TLS server that takes one connection, waits `stall` before reading (so
+/// the client's writes back up), then counts every plaintext byte until EOF.
+pub struct TlsSink {
+    pub addr: SocketAddr,
+    received: Arc<AtomicUsize>,
+}
+
+impl TlsSink {
+    pub fn start(config: Arc<ServerConfig>, stall: Duration) -> TlsSink {
+        let listener = TcpListener::bind((LOCALHOST, 0)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(AtomicUsize::new(0));
+        let counter = received.clone();
+        thread::spawn(move || {
+            let Ok((tcp, _)) = listener.accept() else {
+                return;
+            };
+            let Ok(conn) = ServerConnection::new(config) else {
+                return;
+            };
+            let mut tls = StreamOwned::new(conn, tcp);
+            // Finish the handshake first, then stall with the data unread.
+            while tls.conn.is_handshaking() {
+                if tls.conn.complete_io(&mut tls.sock).is_err() {
+                    return;
+                }
+            }
+            thread::sleep(stall);
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = tls.read(&mut buf) {
+                if n == 0 {
+                    return;
+                }
+                assert!(
+                    buf[..n].iter().all(|&b| b == b'x'),
+                    "plaintext arrived intact"
+                );
+                counter.fetch_add(n, Ordering::SeqCst);
+            }
+        });
+        TlsSink { addr, received }
+    }
+
+    pub fn received(&self) -> usize {
+        self.received.load(Ordering::SeqCst)
+    }
+}
