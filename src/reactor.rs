@@ -193,7 +193,8 @@ impl<C> Reactor<C> {
     /// With no request pending and no connection lent, nothing can happen:
     /// a `None` timeout then waits for ever, as `mio::Poll::poll` does.
     pub fn poll(&mut self, events: &mut Events<C>, timeout: Option<Duration>) -> Result<(), Error> {
-        let until = timeout.map(|t| Instant::now() + t);
+        // A timeout too long to represent as an instant means no limit.
+        let until = timeout.and_then(|t| Instant::now().checked_add(t));
         let before = events.len();
         let mut wait = timeout;
         loop {

@@ -96,6 +96,16 @@ fn a_connection_freed_to_the_wrong_reactor_goes_home() {
 }
 
 #[test]
+fn an_enormous_poll_timeout_is_no_limit_not_a_panic() {
+    let server = Server::start();
+    let mut ka = reactor(Config::default());
+    let mut events = Events::new();
+    ka.allocate(request(server.port(), ())).unwrap();
+    ka.poll(&mut events, Some(Duration::MAX)).unwrap();
+    assert_eq!(events.len(), 1, "returned with the outcome");
+}
+
+#[test]
 fn dropping_the_reactor_with_connections_out_is_safe() {
     let server = Server::start();
     let mut ka = reactor(Config::default());
