@@ -230,3 +230,9 @@ fn top_level_deadline_in_the_current_slot_does_not_hide_earlier_ones() {
     assert_eq!(drain(&mut w, 243 * top + 5), vec![(243 * top + 5, 1)]);
     assert_eq!(drain(&mut w, 301 * top + 7), vec![(301 * top + 7, 2)]);
 }
+
+#[test]
+fn an_entry_is_32_bytes() {
+    // The module docs promise this figure; keep it honest.
+    assert_eq!(std::mem::size_of::<Entry<u64>>(), 32);
+}
