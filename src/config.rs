@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::pool::Limits;
+use crate::time::millis_ceil;
 
 /// How a [`Reactor`](crate::Reactor) limits, keeps and times out connections.
 ///
@@ -119,6 +121,18 @@ impl Config {
     pub fn with_tls_scheme(mut self, scheme: impl Into<Cow<'static, str>>) -> Self {
         self.tls_schemes.push(scheme.into());
         self
+    }
+
+    /// The validated limits, in the pool's units.
+    pub(crate) fn limits(&self) -> Result<Limits, Error> {
+        self.validate()?;
+        Ok(Limits {
+            max_per_host: self.max_per_host,
+            max_open: self.max_open,
+            keep_alive: millis_ceil(self.keep_alive),
+            timeout: millis_ceil(self.timeout),
+            bind_address: self.bind_address,
+        })
     }
 
     /// Checks every field; the error names the first one that is out of range.

@@ -24,7 +24,7 @@ use std::rc::Rc;
 
 use mio::net::TcpStream;
 
-use crate::event::FromCache;
+use crate::request::FromCache;
 use crate::tls::TlsSession;
 
 /// Names a connection while its socket lives, and tags its

@@ -172,6 +172,16 @@ impl ConnectError {
         ConnectError::new(function, io::Error::from_raw_os_error(errno))
     }
 
+    /// The request's deadline passed first: `connect`, `ETIMEDOUT`.
+    pub(crate) fn timed_out() -> Self {
+        ConnectError::from_errno(Function::Connect, libc::ETIMEDOUT)
+    }
+
+    /// The reactor was shut down first: `shutdown`, `ECANCELED`.
+    pub(crate) fn cancelled() -> Self {
+        ConnectError::from_errno(Function::Shutdown, libc::ECANCELED)
+    }
+
     /// The step that failed.
     pub fn function(&self) -> Function {
         self.function

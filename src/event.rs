@@ -7,16 +7,7 @@ use crate::conn::{ConnId, Connection};
 use crate::error::ConnectError;
 use crate::request::{RequestId, Target};
 
-/// Whether a connection came from the idle pool, the original's `from_cache`.
-/// A new connection has none.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FromCache {
-    /// An idle connection was in the pool when the request was allocated.
-    Immediate,
-    /// The request waited (a limit was full) and got a connection another
-    /// user freed.
-    Deferred,
-}
+pub use crate::request::FromCache;
 
 /// The one outcome of a request: a connection or an error, with the request's
 /// target and context handed back.

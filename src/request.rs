@@ -77,6 +77,17 @@ impl fmt::Display for Target {
     }
 }
 
+/// Whether a connection came from the idle pool, the original's `from_cache`.
+/// A new connection has none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FromCache {
+    /// An idle connection was in the pool when the request was allocated.
+    Immediate,
+    /// The request waited (a limit was full) and got a connection another
+    /// user freed.
+    Deferred,
+}
+
 /// A request for a connection, built with [`Request::new`] and handed to
 /// [`Reactor::allocate`](crate::Reactor::allocate).
 ///

@@ -49,6 +49,11 @@
 //! `shutdown`, which is linear. After warm-up nothing allocates, unless a new
 //! key's [`Target`] holds owned strings.
 
+mod command;
+#[cfg(test)]
+mod invariants;
+mod key;
+mod limits;
 mod list;
 #[cfg(test)]
 mod model;
@@ -56,92 +61,20 @@ mod model;
 mod tests;
 
 use std::collections::VecDeque;
-use std::hash::BuildHasher;
-use std::net::{IpAddr, SocketAddr};
 
 use hashbrown::DefaultHashBuilder;
 use hashbrown::HashTable;
 use slab::Slab;
 
-use crate::error::{AllocateError, ConnectError, Error, Function};
-use crate::event::FromCache;
+use crate::error::{AllocateError, ConnectError, Error};
+use crate::request::FromCache;
 use crate::request::{Request, RequestId, Target};
 use crate::time::{MAX_DELAY_MS, Millis, millis_ceil};
 use crate::wheel::{TimerKey, Wheel};
+pub(crate) use command::{Command, Phase, PoolOutcome, SlotId};
+use key::{KeyState, key_blocked};
+pub(crate) use limits::Limits;
 use list::{Link, List};
-
-/// The pool's limits and timings, validated and in milliseconds.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Limits {
-    pub(crate) max_per_host: usize,
-    pub(crate) max_open: usize,
-    pub(crate) keep_alive: Millis,
-    pub(crate) timeout: Millis,
-    pub(crate) bind_address: Option<IpAddr>,
-}
-
-impl Limits {
-    pub(crate) fn from_config(config: &crate::Config) -> Result<Limits, Error> {
-        config.validate()?;
-        Ok(Limits {
-            max_per_host: config.max_per_host,
-            max_open: config.max_open,
-            keep_alive: millis_ceil(config.keep_alive),
-            timeout: millis_ceil(config.timeout),
-            bind_address: config.bind_address,
-        })
-    }
-}
-
-/// Names one socket's slot. The generation tells a slot from a later one
-/// that reuses its index.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct SlotId {
-    pub(crate) index: u32,
-    pub(crate) generation: u32,
-}
-
-/// Socket work for the driver, drained with [`Pool::poll_command`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Command {
-    /// Open a socket for `slot` and connect it; report with
-    /// `handle_connected` or `handle_connect_failed`.
-    Connect {
-        slot: SlotId,
-        addr: SocketAddr,
-        bind: Option<IpAddr>,
-    },
-    /// Close the slot's socket; the pool has forgotten the slot.
-    Close { slot: SlotId },
-}
-
-/// A decided request, drained with [`Pool::poll_outcome`].
-pub(crate) enum PoolOutcome<C> {
-    /// Lend `slot` to the request; the slot is now `Lent`.
-    Deliver {
-        id: RequestId,
-        slot: SlotId,
-        from_cache: Option<FromCache>,
-        target: Target,
-        context: C,
-    },
-    /// The request failed.
-    Fail {
-        id: RequestId,
-        target: Target,
-        context: C,
-        error: ConnectError,
-    },
-}
-
-/// Where a slot is in its life, for the driver to route readiness.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Phase {
-    Connecting,
-    Idle,
-    Reserved,
-    Lent,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SlotState {
@@ -204,22 +137,6 @@ struct RequestEntry<C> {
 
 fn request_queue<C>(r: &mut RequestEntry<C>) -> &mut Link {
     &mut r.queue
-}
-
-struct KeyState {
-    target: Target,
-    /// Connecting, reserved and lent slots.
-    busy: usize,
-    idle: List,
-    waiting: List,
-    /// Requests of this key without a delivered outcome.
-    requests: usize,
-    /// In the pool's `open_blocked` list.
-    blocked: Link,
-}
-
-fn key_blocked(k: &mut KeyState) -> &mut Link {
-    &mut k.blocked
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -533,10 +450,7 @@ impl<C> Pool<C> {
                 }
                 RequestState::Failed(_) => {}
             }
-            self.fail(
-                index,
-                ConnectError::from_errno(Function::Shutdown, libc::ECANCELED),
-            );
+            self.fail(index, ConnectError::cancelled());
         }
         let rest: Vec<u32> = self
             .slots
@@ -838,10 +752,7 @@ impl<C> Pool<C> {
         };
         let (key, deadline) = (req.key, req.deadline);
         if now >= deadline {
-            self.fail(
-                r,
-                ConnectError::from_errno(Function::Connect, libc::ETIMEDOUT),
-            );
+            self.fail(r, ConnectError::timed_out());
             return;
         }
         req.state = RequestState::Waiting;
@@ -920,18 +831,12 @@ impl<C> Pool<C> {
                 if let Some(k) = self.keys.get_mut(key as usize) {
                     k.waiting.remove(&mut self.requests, index, request_queue);
                 }
-                self.fail(
-                    index,
-                    ConnectError::from_errno(Function::Connect, libc::ETIMEDOUT),
-                );
+                self.fail(index, ConnectError::timed_out());
                 self.dispatch(key);
             }
             RequestState::Connecting { slot } => {
                 self.close_slot(slot);
-                self.fail(
-                    index,
-                    ConnectError::from_errno(Function::Connect, libc::ETIMEDOUT),
-                );
+                self.fail(index, ConnectError::timed_out());
                 self.after_release(key);
             }
             RequestState::Reserved { .. } | RequestState::Failed(_) => {
@@ -972,199 +877,5 @@ impl<C> Pool<C> {
         self.slots
             .get_mut(slot.index as usize)
             .filter(|s| s.generation == slot.generation)
-    }
-
-    /// The key of `target`, created if new.
-    fn key_for(&mut self, target: &Target) -> u32 {
-        let hash = self.hasher.hash_one(target);
-        let keys = &self.keys;
-        if let Some(&k) = self.key_index.find(hash, |&k| {
-            keys.get(k as usize).is_some_and(|s| s.target == *target)
-        }) {
-            return k;
-        }
-        let k = self.keys.insert(KeyState {
-            target: target.clone(),
-            busy: 0,
-            idle: List::default(),
-            waiting: List::default(),
-            requests: 0,
-            blocked: Link::UNLINKED,
-        }) as u32;
-        let (keys, hasher) = (&self.keys, &self.hasher);
-        self.key_index
-            .insert_unique(hash, k, |&i| match keys.get(i as usize) {
-                Some(s) => hasher.hash_one(&s.target),
-                None => 0,
-            });
-        k
-    }
-
-    /// A request of `key` left the pool (delivered or deallocated).
-    fn request_gone(&mut self, key: u32) {
-        if let Some(k) = self.keys.get_mut(key as usize) {
-            debug_assert!(k.requests > 0, "key {key} request count underflow");
-            k.requests = k.requests.saturating_sub(1);
-        }
-        self.maybe_remove_key(key);
-    }
-
-    /// Drops a key that has no slot, no waiter and no undelivered request.
-    fn maybe_remove_key(&mut self, key: u32) {
-        let Some(k) = self.keys.get(key as usize) else {
-            return;
-        };
-        if k.busy > 0 || !k.idle.is_empty() || k.requests > 0 {
-            return;
-        }
-        let hash = self.hasher.hash_one(&k.target);
-        if let Ok(entry) = self.key_index.find_entry(hash, |&i| i == key) {
-            entry.remove();
-        }
-        self.open_blocked.remove(&mut self.keys, key, key_blocked);
-        self.keys.remove(key as usize);
-    }
-}
-
-#[cfg(test)]
-impl<C> Pool<C> {
-    /// Recounts everything from scratch and panics, with values, on the
-    /// first disagreement with the incremental bookkeeping. Called by the
-    /// tests after every step.
-    pub(crate) fn check_invariants(&mut self) {
-        use std::collections::HashSet;
-        let lim = self.limits;
-        assert_eq!(self.open, self.slots.len(), "open count");
-        assert!(
-            self.open <= lim.max_open,
-            "open {} > max_open {}",
-            self.open,
-            lim.max_open
-        );
-        let mut timers = 0;
-        let key_ids: Vec<u32> = self.keys.iter().map(|(i, _)| i as u32).collect();
-        let mut all_idle = 0;
-        for &k in &key_ids {
-            let busy = self
-                .slots
-                .iter()
-                .filter(|(_, s)| s.key == k && s.state != SlotState::Idle)
-                .count();
-            let idle: HashSet<u32> = self
-                .slots
-                .iter()
-                .filter(|(_, s)| s.key == k && s.state == SlotState::Idle)
-                .map(|(i, _)| i as u32)
-                .collect();
-            let waiting: Vec<u32> = {
-                let mut w: Vec<(u32, u32)> = self
-                    .requests
-                    .iter()
-                    .filter(|(_, r)| r.key == k && matches!(r.state, RequestState::Waiting))
-                    .map(|(i, _)| (i as u32, 0))
-                    .collect();
-                w.sort();
-                w.into_iter().map(|(i, _)| i).collect()
-            };
-            let requests = self.requests.iter().filter(|(_, r)| r.key == k).count();
-            let Some(ks) = self.keys.get(k as usize) else {
-                continue;
-            };
-            let (idle_list, waiting_list, ks_busy, ks_requests, blocked) = (
-                ks.idle,
-                ks.waiting,
-                ks.busy,
-                ks.requests,
-                ks.blocked.is_linked(),
-            );
-            let hash = self.hasher.hash_one(&ks.target);
-            let listed_idle: HashSet<u32> = idle_list
-                .collect(&mut self.slots, slot_key_idle)
-                .into_iter()
-                .collect();
-            let mut listed_waiting = waiting_list.collect(&mut self.requests, request_queue);
-            listed_waiting.sort();
-            assert_eq!(ks_busy, busy, "key {k} busy");
-            assert_eq!(listed_idle, idle, "key {k} idle list");
-            assert_eq!(listed_waiting, waiting, "key {k} wait queue");
-            assert_eq!(ks_requests, requests, "key {k} request count");
-            assert!(
-                busy + idle.len() <= lim.max_per_host,
-                "key {k}: busy {busy} + idle {} > max_per_host {}",
-                idle.len(),
-                lim.max_per_host
-            );
-            if !waiting.is_empty() && !self.shut_down {
-                assert!(idle.is_empty(), "key {k} has waiters and idle sockets");
-                let open_full = self.open >= lim.max_open && self.idle_lru.is_empty();
-                assert!(
-                    busy >= lim.max_per_host || open_full,
-                    "key {k} has waiters but could connect: busy {busy}, open {}",
-                    self.open
-                );
-                assert_eq!(
-                    blocked,
-                    busy < lim.max_per_host,
-                    "key {k} open_blocked membership"
-                );
-            } else {
-                assert!(!blocked, "key {k} open_blocked without waiters");
-            }
-            assert!(
-                busy > 0 || !idle.is_empty() || requests > 0,
-                "key {k} is empty but kept"
-            );
-            assert!(
-                self.key_index.find(hash, |&i| i == k).is_some(),
-                "key {k} missing from index"
-            );
-            all_idle += idle.len();
-        }
-        assert_eq!(self.key_index.len(), self.keys.len(), "key index size");
-        assert_eq!(self.idle_lru.len(), all_idle, "global idle list");
-        for (i, s) in self.slots.iter() {
-            let i = i as u32;
-            match s.state {
-                SlotState::Idle => {
-                    assert!(s.timer.is_some(), "idle slot {i} without keep-alive timer")
-                }
-                SlotState::Connecting { request: None } => {
-                    assert!(s.timer.is_some(), "orphan slot {i} without deadline")
-                }
-                _ => assert!(s.timer.is_none(), "slot {i} in {:?} has a timer", s.state),
-            }
-            timers += usize::from(s.timer.is_some());
-            match s.state {
-                SlotState::Connecting { request: Some(r) } => assert!(
-                    matches!(self.requests.get(r as usize).map(|r| &r.state), Some(RequestState::Connecting { slot }) if *slot == i),
-                    "slot {i} connecting for {r}, which disagrees"
-                ),
-                SlotState::Reserved { request: r } => assert!(
-                    matches!(self.requests.get(r as usize).map(|r| &r.state), Some(RequestState::Reserved { slot, .. }) if *slot == i),
-                    "slot {i} reserved for {r}, which disagrees"
-                ),
-                _ => {}
-            }
-        }
-        for (i, r) in self.requests.iter() {
-            let pending = matches!(
-                r.state,
-                RequestState::Waiting | RequestState::Connecting { .. }
-            );
-            assert_eq!(r.timer.is_some(), pending, "request {i} timer vs state");
-            timers += usize::from(r.timer.is_some());
-            if !pending {
-                let id = RequestId {
-                    reactor: self.pool_id,
-                    index: i as u32,
-                    generation: r.generation,
-                };
-                assert!(
-                    self.ready.contains(&id),
-                    "decided request {i} not in ready queue"
-                );
-            }
-        }
-        assert_eq!(self.wheel.len(), timers, "timers in wheel");
     }
 }

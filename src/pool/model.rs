@@ -24,6 +24,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
+use crate::error::Function;
 
 #[derive(Clone, Debug)]
 enum Op {

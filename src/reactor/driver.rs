@@ -1,72 +1,43 @@
-//! The mio driver: the one place that reads the clock and touches sockets.
-//!
-//! It owns the poller and the socket table. Each tick it waits for readiness,
-//! turns readiness into the pool's `handle_*` inputs, fires due deadlines,
-//! carries out the pool's commands (connect, close), and turns decided
-//! requests into [`Event`]s. All policy lives in [`crate::pool`].
-//!
-//! Every socket is registered once, for reading and writing, with a token
-//! that encodes its slot and the slot's generation, from connect until close.
-//! Lending and returning change the pool's state, not the registration, so
-//! the hit path (allocate from cache → poll → free) makes no `epoll_ctl` and
-//! no syscall besides the poll itself.
+//! The driver: turns readiness into the pool's inputs and the pool's commands
+//! into syscalls and events. It holds the socket table and the clock's epoch;
+//! the poller itself stays in [`Reactor`](super::Reactor), which lends the
+//! driver its registry for each call that may open a socket.
 
 use std::borrow::Cow;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::{Interest, Token};
 
-use crate::config::Config;
 use crate::conn::{ConnId, Connection, Returned, Shared};
-use crate::error::{AllocateError, ConnectError, Error, Function};
+use crate::error::{ConnectError, Function};
 use crate::event::{Event, Events, Outcome, Readiness};
 use crate::net;
-use crate::pool::{Command, Limits, Phase, Pool, PoolOutcome, SlotId};
-use crate::request::{Request, RequestId};
+use crate::pool::{Command, Phase, Pool, PoolOutcome, SlotId};
 use crate::time::Millis;
 use crate::tls::{self, Handshake, IdleVerdict, TlsSession};
 
-/// How many readiness events one poll takes from the kernel at most; more
-/// wait for the next tick. Bounds the work of one tick.
-const EVENTS_PER_TICK: usize = 1024;
-
-/// A keep-alive connection pool on a single-threaded poller that the caller
-/// drives.
-///
-/// `C` is the caller's per-request context: anything, moved in with the
-/// [`Request`] and moved back in its [`Outcome`]. Several reactors in one
-/// program are independent; none knows the others' limits.
-///
-/// See the [crate docs](crate) for the tick contract and an example.
-pub struct Reactor<C> {
-    poll: mio::Poll,
-    mio_events: mio::Events,
-    driver: Driver<C>,
-}
-
 /// Everything but the poller, so readiness can be handled while the kernel's
 /// event list is borrowed.
-struct Driver<C> {
-    pool: Pool<C>,
+pub(super) struct Driver<C> {
+    pub(super) pool: Pool<C>,
     /// Indexed by slot: the socket while the reactor holds it.
-    sockets: Vec<SocketEntry>,
-    registry: mio::Registry,
-    shared: Rc<Shared>,
+    pub(super) sockets: Vec<SocketEntry>,
+    pub(super) shared: Rc<Shared>,
     /// Swapped with `shared.returned` each tick; see `take_returned`.
-    returned_spare: Vec<Returned>,
-    epoch: Instant,
-    nodelay: bool,
-    tls_schemes: Vec<Cow<'static, str>>,
+    pub(super) returned_spare: Vec<Returned>,
+    pub(super) epoch: Instant,
+    pub(super) nodelay: bool,
+    pub(super) tls_schemes: Vec<Cow<'static, str>>,
     /// The caller's, or the default built on first use.
-    tls_config: Option<Arc<rustls::ClientConfig>>,
+    pub(super) tls_config: Option<Arc<rustls::ClientConfig>>,
 }
 
 #[derive(Default)]
-struct SocketEntry {
+pub(super) struct SocketEntry {
     /// `None` while lent (the connection owns it) or when the slot is free.
     stream: Option<mio::net::TcpStream>,
     /// The TLS session of a TLS scheme's socket; travels with the stream.
@@ -79,262 +50,6 @@ struct SocketEntry {
     /// socket can never be pooled, whatever the connection's reads proved
     /// about its data.
     peer_closed: bool,
-}
-
-impl<C> Reactor<C> {
-    /// A reactor with `config`'s limits. Fails with
-    /// [`Error::InvalidConfig`] naming the first bad field, or
-    /// [`Error::Io`] if the poller cannot be created.
-    pub fn new(config: Config) -> Result<Reactor<C>, Error> {
-        let limits = Limits::from_config(&config)?;
-        let poll = mio::Poll::new()?;
-        let registry = poll.registry().try_clone()?;
-        Ok(Reactor {
-            poll,
-            mio_events: mio::Events::with_capacity(EVENTS_PER_TICK),
-            driver: Driver {
-                pool: Pool::new(limits),
-                sockets: Vec::new(),
-                registry,
-                shared: Shared::new(),
-                returned_spare: Vec::new(),
-                epoch: Instant::now(),
-                nodelay: config.nodelay,
-                tls_schemes: config.tls_schemes,
-                tls_config: config.tls,
-            },
-        })
-    }
-
-    /// Asks for a connection. Returns at once with the request's id; the
-    /// outcome (a connection or an error) comes later from
-    /// [`poll`](Reactor::poll) or [`poll_events`](Reactor::poll_events), even
-    /// when an idle connection is ready now.
-    ///
-    /// A new connection's socket, bind and connect calls are made here, so
-    /// the connect is under way before the next poll. Refused, with the
-    /// request handed back, after [`shutdown`](Reactor::shutdown) or for an
-    /// invalid request (empty scheme, port 0).
-    ///
-    /// Costs on a cache hit: a hash lookup and two timer-wheel operations;
-    /// no syscall, no allocation once warm.
-    pub fn allocate(&mut self, request: Request<C>) -> Result<RequestId, AllocateError<C>> {
-        if let Some(name) = request.target.server_name.as_deref() {
-            if rustls::pki_types::ServerName::try_from(name).is_err() {
-                return Err(AllocateError {
-                    error: Error::InvalidRequest {
-                        reason: "server name is not a valid DNS name or IP address",
-                    },
-                    request: Box::new(request),
-                });
-            }
-        }
-        // One clock read serves the returns and the request's deadline.
-        let now = self.driver.now();
-        // Connections dropped since the last tick may serve this request.
-        self.driver.take_returned(now);
-        let id = self.driver.pool.allocate(request, now)?;
-        self.driver.run_commands();
-        Ok(id)
-    }
-
-    /// Cancels a request that has no outcome yet and gives its context back.
-    /// No event is ever delivered for it. A connect already under way
-    /// finishes and its connection idles in the pool (or serves the next
-    /// waiter) instead of being wasted.
-    ///
-    /// [`Error::UnknownRequest`] if the request already had its outcome
-    /// (even one not yet taken from the event buffer's caller side),
-    /// was deallocated, or is another reactor's.
-    pub fn deallocate(&mut self, id: RequestId) -> Result<C, Error> {
-        let now = self.driver.now();
-        let context = self.driver.pool.deallocate(id, now)?;
-        self.driver.run_commands();
-        Ok(context)
-    }
-
-    /// Returns a lent connection now (dropping it does the same at the next
-    /// tick). A clean connection becomes idle, or goes straight to a waiting
-    /// request as `Deferred`; one with unread data, EOF, an error or a
-    /// [`close`](Connection::close) is closed.
-    ///
-    /// [`Error::ForeignConnection`] if another reactor lent it; it is then
-    /// returned to that reactor. Costs: no syscall when the connection's own
-    /// reads prove its receive queue empty, else one `recv(MSG_PEEK)`.
-    pub fn free(&mut self, conn: Connection) -> Result<(), Error> {
-        if !Rc::ptr_eq(conn.shared(), &self.driver.shared) {
-            drop(conn);
-            return Err(Error::ForeignConnection);
-        }
-        let now = self.driver.now();
-        if let Some(returned) = conn.into_returned() {
-            self.driver.take_back(returned, now);
-            self.driver.run_commands();
-        }
-        Ok(())
-    }
-
-    /// Closes idle connections, fails every pending request (function
-    /// `shutdown`, errno `ECANCELED`; the events come from the next poll, so
-    /// every context comes back), and refuses later requests with
-    /// [`Error::ShutDown`]. Lent connections stay usable and are closed when
-    /// returned. Calling it again does nothing.
-    pub fn shutdown(&mut self) {
-        let now = self.driver.now();
-        self.driver.take_returned(now);
-        self.driver.pool.shutdown();
-        self.driver.run_commands();
-    }
-
-    /// Waits up to `timeout` (`None`: without limit) until at least one event
-    /// is ready, and appends the events to `events`. Returns early with no
-    /// events only when the timeout passes.
-    ///
-    /// With no request pending and no connection lent, nothing can happen:
-    /// a `None` timeout then waits for ever, as `mio::Poll::poll` does.
-    pub fn poll(&mut self, events: &mut Events<C>, timeout: Option<Duration>) -> Result<(), Error> {
-        // A timeout too long to represent as an instant means no limit.
-        let until = timeout.and_then(|t| Instant::now().checked_add(t));
-        let before = events.len();
-        let mut wait = timeout;
-        loop {
-            self.tick(events, wait)?;
-            if events.len() > before {
-                return Ok(());
-            }
-            if let Some(u) = until {
-                let left = u.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Ok(());
-                }
-                wait = Some(left);
-            }
-        }
-    }
-
-    /// One tick without blocking: takes what the kernel has, fires due
-    /// deadlines, and appends the events to `events`. For an embedding loop
-    /// that waits elsewhere; see [`next_timeout`](Reactor::next_timeout).
-    ///
-    /// Costs: one `epoll_wait` with a zero timeout, plus the work the events
-    /// call for.
-    pub fn poll_events(&mut self, events: &mut Events<C>) -> Result<(), Error> {
-        self.tick(events, Some(Duration::ZERO))
-    }
-
-    /// How long an embedding loop may wait (on [`as_raw_fd`](Reactor::as_raw_fd)
-    /// becoming readable) before it must call [`poll_events`](Reactor::poll_events):
-    /// zero when outcomes or returned connections are waiting, the time to
-    /// the next deadline rounded up to whole milliseconds, or `None` when no
-    /// deadline is set. Compute it after handling the tick's events, since
-    /// dropping a connection makes it zero.
-    pub fn next_timeout(&self) -> Option<Duration> {
-        let returned = self
-            .driver
-            .shared
-            .returned
-            .try_borrow()
-            .map_or(true, |q| !q.is_empty());
-        if self.driver.pool.has_outcomes() || returned {
-            return Some(Duration::ZERO);
-        }
-        let (_, now) = self.driver.clock();
-        self.driver
-            .pool
-            .poll_timeout()
-            .map(|deadline| Duration::from_millis(deadline.saturating_sub(now)))
-    }
-
-    /// Number of idle connections in the pool.
-    pub fn idle_count(&self) -> usize {
-        self.driver.pool.idle_count()
-    }
-
-    /// Number of open sockets: connecting, lent and idle.
-    pub fn open_count(&self) -> usize {
-        self.driver.pool.open_count()
-    }
-
-    /// Number of requests whose outcome has not been delivered.
-    pub fn pending_count(&self) -> usize {
-        self.driver.pool.pending_count()
-    }
-
-    /// Whether [`shutdown`](Reactor::shutdown) was called.
-    pub fn is_shut_down(&self) -> bool {
-        self.driver.pool.is_shut_down()
-    }
-
-    /// One tick. The clock is read once after the wait, and before it only
-    /// when returned connections or a deadline need it: clock reads are a
-    /// large share of the hit path's cost.
-    fn tick(&mut self, events: &mut Events<C>, wait: Option<Duration>) -> Result<(), Error> {
-        let driver = &mut self.driver;
-        driver.shared.tick.set(driver.shared.tick.get() + 1);
-        if driver.has_returned() {
-            let now = driver.now();
-            driver.take_returned(now);
-            driver.run_commands();
-        }
-        let wait = if driver.pool.has_outcomes() {
-            Some(Duration::ZERO)
-        } else {
-            match driver.pool.poll_timeout() {
-                Some(deadline) => {
-                    let (_, floor) = driver.clock();
-                    let d = Duration::from_millis(deadline.saturating_sub(floor));
-                    Some(wait.map_or(d, |w| w.min(d)))
-                }
-                None => wait,
-            }
-        };
-        match self.poll.poll(&mut self.mio_events, wait) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::Io(e)),
-        }
-        let (now, floor) = driver.clock();
-        for event in self.mio_events.iter() {
-            driver.handle_readiness(event, events, now);
-        }
-        driver.pool.handle_timeout(floor);
-        driver.run_commands();
-        driver.deliver(events);
-        Ok(())
-    }
-}
-
-impl<C> AsRawFd for Reactor<C> {
-    /// The poller's descriptor. It is readable whenever the reactor has
-    /// readiness to process, so another loop (a second `mio::Poll` through
-    /// `SourceFd`, raw epoll, or tokio's `AsyncFd`) can wait on it and call
-    /// [`poll_events`](Reactor::poll_events) when it fires or when
-    /// [`next_timeout`](Reactor::next_timeout) runs out.
-    fn as_raw_fd(&self) -> RawFd {
-        self.poll.as_raw_fd()
-    }
-}
-
-impl<C> Drop for Reactor<C> {
-    fn drop(&mut self) {
-        // Lent connections outlive us: tell them to close on drop, and close
-        // the ones already queued.
-        self.driver.shared.alive.set(false);
-        if let Ok(mut queue) = self.driver.shared.returned.try_borrow_mut() {
-            queue.clear();
-        }
-    }
-}
-
-impl<C> std::fmt::Debug for Reactor<C> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reactor")
-            .field("open", &self.open_count())
-            .field("idle", &self.idle_count())
-            .field("pending", &self.pending_count())
-            .field("shut_down", &self.is_shut_down())
-            .finish_non_exhaustive()
-    }
 }
 
 impl SocketEntry {
@@ -376,21 +91,21 @@ impl<C> Driver<C> {
     /// The clock read for inputs, which may schedule deadlines: milliseconds
     /// since the reactor started, rounded up, so that `now + timeout` is never
     /// earlier than the real deadline.
-    fn now(&self) -> Millis {
+    pub(super) fn now(&self) -> Millis {
         self.clock().0
     }
 
     /// One clock read, as (rounded up, rounded down): inputs take the first,
     /// firing deadlines takes the second, so a deadline fires only once the
     /// real time has reached it.
-    fn clock(&self) -> (Millis, Millis) {
+    pub(super) fn clock(&self) -> (Millis, Millis) {
         let elapsed = self.epoch.elapsed();
         let floor = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
         (crate::time::millis_ceil(elapsed), floor)
     }
 
     /// Whether connections were dropped since the last tick.
-    fn has_returned(&self) -> bool {
+    pub(super) fn has_returned(&self) -> bool {
         self.shared
             .returned
             .try_borrow()
@@ -418,7 +133,12 @@ impl<C> Driver<C> {
         &mut self.sockets[i]
     }
 
-    fn handle_readiness(&mut self, event: &mio::event::Event, events: &mut Events<C>, now: Millis) {
+    pub(super) fn handle_readiness(
+        &mut self,
+        event: &mio::event::Event,
+        events: &mut Events<C>,
+        now: Millis,
+    ) {
         let Some(slot) = self.slot_of(event.token()) else {
             return;
         };
@@ -529,7 +249,7 @@ impl<C> Driver<C> {
 
     /// Carries out the pool's commands until it has none; failures feed back
     /// in as inputs, which may queue more.
-    fn run_commands(&mut self) {
+    pub(super) fn run_commands(&mut self, registry: &mio::Registry) {
         while let Some(command) = self.pool.poll_command() {
             match command {
                 Command::Connect { slot, addr, bind } => {
@@ -543,7 +263,7 @@ impl<C> Driver<C> {
                     match net::connect(addr, bind, self.nodelay) {
                         Ok(mut stream) => {
                             let interest = Interest::READABLE | Interest::WRITABLE;
-                            match self.registry.register(&mut stream, token(slot), interest) {
+                            match registry.register(&mut stream, token(slot), interest) {
                                 Ok(()) => {
                                     *self.entry(slot.index) = SocketEntry {
                                         stream: Some(stream),
@@ -573,7 +293,7 @@ impl<C> Driver<C> {
     /// Takes back connections dropped since the last tick, in the order
     /// they were dropped (so the last one dropped is the warmest). The queue
     /// is swapped with a spare so both keep their capacity: no allocation.
-    fn take_returned(&mut self, now: Millis) {
+    pub(super) fn take_returned(&mut self, now: Millis) {
         if let Ok(mut queue) = self.shared.returned.try_borrow_mut() {
             std::mem::swap(&mut *queue, &mut self.returned_spare);
         }
@@ -585,7 +305,7 @@ impl<C> Driver<C> {
     }
 
     /// A lent connection came back: decide whether it can be pooled.
-    fn take_back(&mut self, returned: Returned, now: Millis) {
+    pub(super) fn take_back(&mut self, returned: Returned, now: Millis) {
         let slot = SlotId {
             index: returned.id.index,
             generation: returned.id.generation,
@@ -605,7 +325,7 @@ impl<C> Driver<C> {
     }
 
     /// Turns decided requests into outcome events.
-    fn deliver(&mut self, events: &mut Events<C>) {
+    pub(super) fn deliver(&mut self, events: &mut Events<C>) {
         while let Some(outcome) = self.pool.poll_outcome() {
             let event = match outcome {
                 PoolOutcome::Deliver {

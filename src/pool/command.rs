@@ -1,0 +1,57 @@
+//! What the pool tells its driver: socket work, decided requests, and the
+//! phase of a slot (so the driver knows what readiness on it means).
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::error::ConnectError;
+use crate::request::{FromCache, RequestId, Target};
+
+/// Names one socket's slot. The generation tells a slot from a later one
+/// that reuses its index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct SlotId {
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+}
+
+/// Socket work for the driver, drained with [`Pool::poll_command`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Command {
+    /// Open a socket for `slot` and connect it; report with
+    /// `handle_connected` or `handle_connect_failed`.
+    Connect {
+        slot: SlotId,
+        addr: SocketAddr,
+        bind: Option<IpAddr>,
+    },
+    /// Close the slot's socket; the pool has forgotten the slot.
+    Close { slot: SlotId },
+}
+
+/// A decided request, drained with [`Pool::poll_outcome`].
+pub(crate) enum PoolOutcome<C> {
+    /// Lend `slot` to the request; the slot is now `Lent`.
+    Deliver {
+        id: RequestId,
+        slot: SlotId,
+        from_cache: Option<FromCache>,
+        target: Target,
+        context: C,
+    },
+    /// The request failed.
+    Fail {
+        id: RequestId,
+        target: Target,
+        context: C,
+        error: ConnectError,
+    },
+}
+
+/// Where a slot is in its life, for the driver to route readiness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Connecting,
+    Idle,
+    Reserved,
+    Lent,
+}

@@ -1,0 +1,80 @@
+//! Pool keys: one per [`Target`] with any slot or request, found by hash.
+//!
+//! A key holds its idle list (most recently used first), its FIFO wait
+//! queue and its counts. It exists only while it has a slot or a request, so
+//! the index never grows with targets that are no longer used.
+
+use std::hash::BuildHasher;
+
+use super::Pool;
+use super::list::{Link, List};
+use crate::request::Target;
+
+pub(super) struct KeyState {
+    pub(super) target: Target,
+    /// Connecting, reserved and lent slots.
+    pub(super) busy: usize,
+    pub(super) idle: List,
+    pub(super) waiting: List,
+    /// Requests of this key without a delivered outcome.
+    pub(super) requests: usize,
+    /// In the pool's `open_blocked` list.
+    pub(super) blocked: Link,
+}
+
+pub(super) fn key_blocked(k: &mut KeyState) -> &mut Link {
+    &mut k.blocked
+}
+
+impl<C> Pool<C> {
+    /// The key of `target`, created if new.
+    pub(super) fn key_for(&mut self, target: &Target) -> u32 {
+        let hash = self.hasher.hash_one(target);
+        let keys = &self.keys;
+        if let Some(&k) = self.key_index.find(hash, |&k| {
+            keys.get(k as usize).is_some_and(|s| s.target == *target)
+        }) {
+            return k;
+        }
+        let k = self.keys.insert(KeyState {
+            target: target.clone(),
+            busy: 0,
+            idle: List::default(),
+            waiting: List::default(),
+            requests: 0,
+            blocked: Link::UNLINKED,
+        }) as u32;
+        let (keys, hasher) = (&self.keys, &self.hasher);
+        self.key_index
+            .insert_unique(hash, k, |&i| match keys.get(i as usize) {
+                Some(s) => hasher.hash_one(&s.target),
+                None => 0,
+            });
+        k
+    }
+
+    /// A request of `key` left the pool (delivered or deallocated).
+    pub(super) fn request_gone(&mut self, key: u32) {
+        if let Some(k) = self.keys.get_mut(key as usize) {
+            debug_assert!(k.requests > 0, "key {key} request count underflow");
+            k.requests = k.requests.saturating_sub(1);
+        }
+        self.maybe_remove_key(key);
+    }
+
+    /// Drops a key that has no slot, no waiter and no undelivered request.
+    pub(super) fn maybe_remove_key(&mut self, key: u32) {
+        let Some(k) = self.keys.get(key as usize) else {
+            return;
+        };
+        if k.busy > 0 || !k.idle.is_empty() || k.requests > 0 {
+            return;
+        }
+        let hash = self.hasher.hash_one(&k.target);
+        if let Ok(entry) = self.key_index.find_entry(hash, |&i| i == key) {
+            entry.remove();
+        }
+        self.open_blocked.remove(&mut self.keys, key, key_blocked);
+        self.keys.remove(key as usize);
+    }
+}
