@@ -48,7 +48,8 @@ pub struct Config {
     pub nodelay: bool,
     /// Schemes whose connections are TLS: the connect phase includes a
     /// handshake, and the lent connection reads and writes plaintext through
-    /// rustls. Default `["https"]`.
+    /// rustls. Compared without regard to case, like request schemes.
+    /// Default `["https"]`.
     pub tls_schemes: Vec<Cow<'static, str>>,
     /// The rustls client configuration for TLS schemes: trusted roots, client
     /// certificates, ALPN, session resumption. Default (`None`): Mozilla's

@@ -15,11 +15,11 @@
 //! tick ≥ last readiness tick" proves the queue is empty with no syscall;
 //! otherwise the reactor peeks once.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 
 use mio::net::TcpStream;
@@ -43,11 +43,15 @@ impl fmt::Debug for ConnId {
 }
 
 /// State shared by a reactor and the connections it lent.
+///
+/// The return queue is a `Cell`, not a `RefCell`: it is only ever moved in
+/// and out whole, with no borrow that could be outstanding, so pushing a
+/// dropped connection cannot fail and no connection can be lost.
 pub(crate) struct Shared {
     /// Counts the reactor's polls; see the module docs.
     pub(crate) tick: Cell<u64>,
-    /// Connections dropped since the last tick.
-    pub(crate) returned: RefCell<Vec<Returned>>,
+    /// Connections dropped since the reactor last took them back.
+    returned: Cell<Vec<Returned>>,
     /// Cleared when the reactor is dropped: returns then just close.
     pub(crate) alive: Cell<bool>,
 }
@@ -56,9 +60,36 @@ impl Shared {
     pub(crate) fn new() -> Rc<Shared> {
         Rc::new(Shared {
             tick: Cell::new(0),
-            returned: RefCell::new(Vec::new()),
+            returned: Cell::new(Vec::new()),
             alive: Cell::new(true),
         })
+    }
+
+    /// Queues a dropped connection for the reactor.
+    fn push_returned(&self, returned: Returned) {
+        let mut queue = self.returned.take();
+        queue.push(returned);
+        self.returned.set(queue);
+    }
+
+    /// Takes the queued connections, leaving `spare` (empty, with its
+    /// capacity) in their place: no allocation once both have grown.
+    pub(crate) fn swap_returned(&self, spare: Vec<Returned>) -> Vec<Returned> {
+        debug_assert!(spare.is_empty(), "spare return queue holds connections");
+        self.returned.replace(spare)
+    }
+
+    /// Whether connections wait to be taken back.
+    pub(crate) fn has_returned(&self) -> bool {
+        let queue = self.returned.take();
+        let any = !queue.is_empty();
+        self.returned.set(queue);
+        any
+    }
+
+    /// Drops every queued connection, closing its socket.
+    pub(crate) fn close_returned(&self) {
+        drop(self.returned.take());
     }
 }
 
@@ -93,7 +124,10 @@ pub(crate) struct Returned {
 /// sit in both pollers), and deregister it before you free it; the reactor's
 /// own `Ready` events for it can then be ignored.
 pub struct Connection {
+    /// Always `Some`: only `Drop` takes the stream, to hand it back.
     stream: Option<TcpStream>,
+    /// The stream's descriptor, fixed for the connection's life.
+    fd: RawFd,
     tls: Option<Box<TlsSession>>,
     id: ConnId,
     shared: Rc<Shared>,
@@ -116,6 +150,7 @@ impl Connection {
         // or readiness would have closed it; a new one is unknown.
         let drained_at = from_cache.map(|_| shared.tick.get());
         Connection {
+            fd: stream.as_raw_fd(),
             stream: Some(stream),
             tls,
             id,
@@ -145,10 +180,7 @@ impl Connection {
 
     /// The local address (one `getsockname`).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.stream
-            .as_ref()
-            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?
-            .local_addr()
+        self.socket()?.local_addr()
     }
 
     /// Whether returning it now could pool it: no `close()`, EOF or error so
@@ -189,16 +221,11 @@ impl Connection {
         }
     }
 
-    /// Takes the connection apart for its return.
-    pub(crate) fn into_returned(mut self) -> Option<Returned> {
-        let stream = self.stream.take()?;
-        Some(Returned {
-            id: self.id,
-            stream,
-            tls: self.tls.take(),
-            reusable: self.reusable,
-            drained_at: self.drained_at,
-        })
+    /// The socket: always there while a caller holds the connection, since
+    /// only `Drop` takes it. Its absence is reported as `NotConnected`, the
+    /// one answer every method gives, so no path can panic.
+    fn socket(&self) -> io::Result<&TcpStream> {
+        self.stream.as_ref().ok_or_else(not_connected)
     }
 
     pub(crate) fn shared(&self) -> &Rc<Shared> {
@@ -226,7 +253,7 @@ impl Connection {
 impl Read for Connection {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let Some(stream) = self.stream.as_mut() else {
-            return Err(io::ErrorKind::NotConnected.into());
+            return Err(not_connected());
         };
         let result = match self.tls.as_mut() {
             Some(tls) => tls.read_plain(stream, buf),
@@ -248,7 +275,7 @@ impl Read for Connection {
 impl Write for Connection {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let Some(stream) = self.stream.as_mut() else {
-            return Err(io::ErrorKind::NotConnected.into());
+            return Err(not_connected());
         };
         let result = match self.tls.as_mut() {
             Some(tls) => tls.write_plain(stream, buf),
@@ -267,7 +294,7 @@ impl Write for Connection {
             return self.write(first);
         }
         let Some(stream) = self.stream.as_mut() else {
-            return Err(io::ErrorKind::NotConnected.into());
+            return Err(not_connected());
         };
         let result = stream.write_vectored(bufs);
         self.observe(&result, false, false);
@@ -288,19 +315,9 @@ impl Write for Connection {
 }
 
 impl AsRawFd for Connection {
+    /// The socket's descriptor, valid for as long as the connection lives.
     fn as_raw_fd(&self) -> RawFd {
-        self.stream.as_ref().map_or(-1, |s| s.as_raw_fd())
-    }
-}
-
-impl AsFd for Connection {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        match &self.stream {
-            Some(s) => s.as_fd(),
-            // `stream` is taken only by `drop` and `into_returned`, which
-            // consume the connection: no caller can observe `None`.
-            None => unreachable!("connection used after its stream was taken"),
-        }
+        self.fd
     }
 }
 
@@ -343,10 +360,12 @@ impl Drop for Connection {
             reusable: self.reusable,
             drained_at: self.drained_at,
         };
-        if let Ok(mut queue) = self.shared.returned.try_borrow_mut() {
-            queue.push(returned);
-        }
+        self.shared.push_returned(returned);
     }
+}
+
+fn not_connected() -> io::Error {
+    io::ErrorKind::NotConnected.into()
 }
 
 impl fmt::Debug for Connection {

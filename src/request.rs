@@ -28,7 +28,8 @@ pub struct Target {
 }
 
 impl Target {
-    /// The scheme, echoed (`"http"`, `"https"`, or anything the caller made up).
+    /// The scheme, echoed in lower case (`"http"`, `"https"`, or anything the
+    /// caller made up): schemes compare without regard to case.
     pub fn scheme(&self) -> &str {
         &self.scheme
     }
@@ -88,6 +89,17 @@ pub enum FromCache {
     Deferred,
 }
 
+/// `scheme` in lower case. URI schemes are case-insensitive (RFC 3986
+/// §3.1): `HTTPS` must select TLS and share a pool with `https`. Costs an
+/// allocation only when the scheme has an upper-case letter.
+pub(crate) fn lowercase(scheme: Cow<'static, str>) -> Cow<'static, str> {
+    if scheme.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(scheme.to_ascii_lowercase())
+    } else {
+        scheme
+    }
+}
+
 /// A request for a connection, built with [`Request::new`] and handed to
 /// [`Reactor::allocate`](crate::Reactor::allocate).
 ///
@@ -107,14 +119,15 @@ pub struct Request<C> {
 impl<C> Request<C> {
     /// A request for a connection to `addr`:`port`, pooled under `scheme`.
     ///
-    /// The scheme is free-form: it only partitions the pool (and, once TLS
+    /// The scheme is free-form and case-insensitive (`HTTPS` is `https`; it
+    /// is kept in lower case): it only partitions the pool (and, once TLS
     /// is configured, selects it). The address is numeric by type; a
     /// hostname must be resolved first. `context` comes back in the
     /// outcome, whatever it is.
     pub fn new(scheme: impl Into<Cow<'static, str>>, addr: IpAddr, port: u16, context: C) -> Self {
         Request {
             target: Target {
-                scheme: scheme.into(),
+                scheme: lowercase(scheme.into()),
                 addr,
                 port,
                 tag: None,

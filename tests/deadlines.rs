@@ -157,3 +157,56 @@ fn a_deallocated_connect_that_completes_becomes_idle() {
     server.wait_accepted(1);
     assert_eq!(server.accepted(), 1);
 }
+
+#[test]
+fn zero_timeout_against_a_live_server_times_out_once_and_pools_the_connection() {
+    let server = Server::start();
+    let mut ka = reactor(Config::default());
+    let mut events = Events::new();
+    let id = ka
+        .allocate(request(server.port(), "zero").timeout(Duration::ZERO))
+        .unwrap();
+    // The server accepted: the connect is complete before the first poll,
+    // so readiness and the passed deadline arrive in the same tick.
+    server.wait_accepted(1);
+    let mut outcomes = Vec::new();
+    poll_until(&mut ka, &mut events, "the late connection to idle", |ka| {
+        ka.idle_count() == 1 && ka.pending_count() == 0
+    });
+    outcomes.extend(events.drain().filter_map(|e| match e {
+        Event::Outcome(o) => Some(o),
+        Event::Ready(_) => None,
+    }));
+    assert_eq!(outcomes.len(), 1, "exactly one outcome");
+    let outcome = outcomes.remove(0);
+    assert_eq!(outcome.id, id);
+    assert_eq!(outcome.context, "zero");
+    let err = outcome.result.expect_err("a passed deadline wins");
+    assert_eq!(err.function(), Function::Connect);
+    assert_eq!(err.errno(), Some(libc::ETIMEDOUT));
+    // Nothing more comes for it, and its connection serves the next request.
+    ka.poll_events(&mut events).unwrap();
+    assert!(events.is_empty(), "a second event: {events:?}");
+    let conn = connect(&mut ka, &mut events, request(server.port(), "next"));
+    assert_eq!(conn.from_cache(), Some(FromCache::Immediate));
+    assert_eq!(server.accepted(), 1, "the late connection was not wasted");
+}
+
+#[test]
+fn a_cache_hit_is_served_whatever_its_timeout() {
+    // Documented choice, as the original: a timeout bounds waiting, and a
+    // request served from the pool at allocate never waits.
+    let server = Server::start();
+    let mut ka = reactor(Config::default());
+    let mut events = Events::new();
+    let conn = connect(&mut ka, &mut events, request(server.port(), "warm"));
+    ka.free(conn).unwrap();
+    ka.allocate(request(server.port(), "hit").timeout(Duration::ZERO))
+        .unwrap();
+    let outcome = wait_outcome(&mut ka, &mut events);
+    assert_eq!(outcome.context, "hit");
+    let conn = outcome.result.expect("a cache hit is served");
+    assert_eq!(conn.from_cache(), Some(FromCache::Immediate));
+    ka.poll_events(&mut events).unwrap();
+    assert!(events.is_empty(), "exactly one outcome: {events:?}");
+}

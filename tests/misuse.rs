@@ -120,3 +120,51 @@ fn dropping_the_reactor_with_connections_out_is_safe() {
     drop(conn);
     server.wait_accepted(1);
 }
+
+#[test]
+fn an_id_from_another_reactor_is_refused_and_leaves_our_request_alone() {
+    // Two fresh reactors, one request each: their ids have the same index
+    // and generation, and differ only in the reactor they name.
+    let stuck = full_backlog();
+    let mut a: Reactor<&str> = reactor(Config::default());
+    let mut b: Reactor<&str> = reactor(Config::default());
+    let id_a = a.allocate(request(stuck.addr.port(), "a's")).unwrap();
+    let id_b = b.allocate(request(stuck.addr.port(), "b's")).unwrap();
+    assert_ne!(id_a, id_b);
+    match b.deallocate(id_a) {
+        Err(Error::UnknownRequest(id)) => assert_eq!(id, id_a),
+        other => panic!("b accepted a's id: {other:?}"),
+    }
+    assert_eq!(b.pending_count(), 1, "b's own request is still pending");
+    assert_eq!(b.deallocate(id_b).unwrap(), "b's");
+    assert_eq!(a.deallocate(id_a).unwrap(), "a's");
+}
+
+#[test]
+fn an_id_from_a_dropped_reactor_is_refused() {
+    let stuck = full_backlog();
+    let mut old: Reactor<u8> = reactor(Config::default());
+    let stale = old.allocate(request(stuck.addr.port(), 1)).unwrap();
+    drop(old);
+    let mut ka: Reactor<u8> = reactor(Config::default());
+    let ours = ka.allocate(request(stuck.addr.port(), 2)).unwrap();
+    assert!(matches!(
+        ka.deallocate(stale),
+        Err(Error::UnknownRequest(_))
+    ));
+    assert_eq!(ka.deallocate(ours).unwrap(), 2);
+}
+
+#[test]
+fn unspecified_addresses_are_refused_naming_the_field() {
+    let mut ka: Reactor<&str> = reactor(Config::default());
+    for addr in ["0.0.0.0", "::", "::ffff:0.0.0.0"] {
+        let err = ka
+            .allocate(Request::new("http", addr.parse().unwrap(), 80, addr))
+            .unwrap_err();
+        assert!(matches!(err.error, Error::InvalidRequest { .. }), "{err}");
+        assert!(err.to_string().contains("addr"), "{err}");
+        assert_eq!(err.into_request().into_context(), addr);
+    }
+    assert_eq!(ka.open_count(), 0, "nothing was connected");
+}

@@ -332,3 +332,24 @@ fn a_tls_connection_freed_with_unsent_data_is_not_pooled() {
         "ciphertext still queued in rustls: closed, not pooled"
     );
 }
+
+#[test]
+fn upper_case_schemes_are_tls_and_share_the_pool() {
+    let pki = Pki::new();
+    let server = TlsServer::start(pki.server_config(tls13()));
+    let mut ka = reactor(Config::default().with_tls_config(pki.client_config()));
+    let mut events = Events::new();
+    let req = |scheme: &'static str| Request::new(scheme, LOCALHOST, server.port(), ());
+    let conn = connect(&mut ka, &mut events, req("HTTPS"));
+    assert!(conn.is_tls(), "HTTPS must never be plaintext");
+    ka.free(conn).unwrap();
+    let conn = connect(&mut ka, &mut events, req("https"));
+    assert!(conn.is_tls());
+    assert_eq!(
+        conn.from_cache(),
+        Some(FromCache::Immediate),
+        "HTTPS and https are one pool key"
+    );
+    ka.free(conn).unwrap();
+    assert_eq!(server.accepted(), 1);
+}

@@ -399,8 +399,10 @@ fn holding_server() -> (SocketAddr, Arc<Mutex<Vec<TcpStream>>>) {
 /// figure leaves no TIME_WAIT behind: TIME_WAIT entries pile up at this rate
 /// and make connect()'s port search the thing measured, differently from
 /// round to round (0.3x to 5x in trials).
-pub(crate) fn abort_on_close(s: &impl std::os::fd::AsFd) {
-    let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
+pub(crate) fn abort_on_close(s: &impl std::os::fd::AsRawFd) {
+    // SAFETY: `s` owns the descriptor and outlives this borrow of it.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(s.as_raw_fd()) };
+    let _ = socket2::SockRef::from(&fd).set_linger(Some(Duration::ZERO));
 }
 
 /// Accepts connections and closes each once the client has closed it. The

@@ -216,6 +216,16 @@ impl<C> Pool<C> {
                 request,
             );
         }
+        if request.target.addr.to_canonical().is_unspecified() {
+            // Linux would connect 0.0.0.0 or :: to loopback: a proxy handed
+            // a bad upstream address would end up talking to itself.
+            return refuse(
+                Error::InvalidRequest {
+                    reason: "addr is unspecified (0.0.0.0 or ::)",
+                },
+                request,
+            );
+        }
         if request.target.port == 0 {
             return refuse(
                 Error::InvalidRequest {
@@ -275,7 +285,7 @@ impl<C> Pool<C> {
             k.waiting
                 .push_back(&mut self.requests, index, request_queue);
         }
-        self.dispatch(key);
+        self.dispatch(key, now);
         // Only a request that must wait or connect needs its timeout: a
         // cache hit is decided already, and skips a wheel insert + cancel.
         if let Some(r) = self.requests.get_mut(index as usize) {
@@ -315,7 +325,7 @@ impl<C> Pool<C> {
         self.cancel_timer(r.timer);
         let key = r.key;
         match r.state {
-            RequestState::Waiting => self.dispatch(key),
+            RequestState::Waiting => self.dispatch(key, now),
             RequestState::Connecting { slot } => {
                 let timer = self.wheel.insert(r.deadline, TimerOwner::Slot(slot));
                 if let Some(s) = self.slots.get_mut(slot as usize) {
@@ -323,11 +333,7 @@ impl<C> Pool<C> {
                     s.timer = Some(timer);
                 }
             }
-            RequestState::Reserved { slot, .. } => {
-                self.unbusy(key);
-                self.make_idle(slot, now);
-                self.after_release(key);
-            }
+            RequestState::Reserved { slot, .. } => self.release(slot, key, now),
             RequestState::Failed(_) => {}
         }
         self.request_gone(key);
@@ -342,21 +348,23 @@ impl<C> Pool<C> {
             return;
         };
         let key = s.key;
+        let timer = s.timer.take();
+        self.cancel_timer(timer);
         match request {
-            Some(r) => self.reserve_slot(r, slot.index, None),
-            None => {
-                let timer = s.timer.take();
-                self.cancel_timer(timer);
-                self.unbusy(key);
-                self.make_idle(slot.index, now);
-                self.after_release(key);
+            Some(r) if !self.is_past_deadline(r, now) => self.reserve_slot(r, slot.index, None),
+            Some(r) => {
+                // The deadline passed first: the request times out, and the
+                // connection that completed late is pooled, not wasted.
+                self.fail(r, ConnectError::timed_out());
+                self.release(slot.index, key, now);
             }
+            None => self.release(slot.index, key, now),
         }
     }
 
     /// The socket of a connecting slot failed to connect (or could not be
     /// made). The slot is closed; its request, if any, fails with `error`.
-    pub(crate) fn handle_connect_failed(&mut self, slot: SlotId, error: ConnectError) {
+    pub(crate) fn handle_connect_failed(&mut self, slot: SlotId, error: ConnectError, now: Millis) {
         let Some(s) = self.slot_mut(slot) else { return };
         let SlotState::Connecting { request } = s.state else {
             debug_assert!(false, "failed slot {slot:?} is {:?}", s.state);
@@ -367,7 +375,7 @@ impl<C> Pool<C> {
         if let Some(r) = request {
             self.fail(r, error);
         }
-        self.after_release(key);
+        self.after_release(key, now);
     }
 
     /// An idle or reserved slot's socket is dead: the peer closed it or sent
@@ -379,12 +387,12 @@ impl<C> Pool<C> {
         match s.state {
             SlotState::Idle => {
                 self.close_slot(slot.index);
-                self.after_release(key);
+                self.after_release(key, now);
             }
             SlotState::Reserved { request } => {
                 self.close_slot(slot.index);
                 self.requeue_front(request, now);
-                self.after_release(key);
+                self.after_release(key, now);
             }
             state => debug_assert!(false, "handle_dead on {slot:?} in {state:?}"),
         }
@@ -400,12 +408,11 @@ impl<C> Pool<C> {
         }
         let key = s.key;
         if reusable && !self.shut_down {
-            self.unbusy(key);
-            self.make_idle(slot.index, now);
+            self.release(slot.index, key, now);
         } else {
             self.close_slot(slot.index);
+            self.after_release(key, now);
         }
-        self.after_release(key);
     }
 
     /// Fires every deadline at or before `now`: request timeouts, keep-alive
@@ -413,8 +420,8 @@ impl<C> Pool<C> {
     pub(crate) fn handle_timeout(&mut self, now: Millis) {
         while let Some((_, owner)) = self.wheel.poll(now) {
             match owner {
-                TimerOwner::Request(index) => self.request_timed_out(index),
-                TimerOwner::Slot(index) => self.slot_timed_out(index),
+                TimerOwner::Request(index) => self.request_timed_out(index, now),
+                TimerOwner::Slot(index) => self.slot_timed_out(index, now),
             }
         }
     }
@@ -575,9 +582,13 @@ impl<C> Pool<C> {
 
     /// Whether `id` names a request that has not had its outcome.
     pub(crate) fn is_pending(&self, id: RequestId) -> bool {
-        self.requests
-            .get(id.index as usize)
-            .is_some_and(|r| r.generation == id.generation)
+        // Another pool's ids share index and generation sequences with ours:
+        // only the pool id tells them apart.
+        id.reactor == self.pool_id
+            && self
+                .requests
+                .get(id.index as usize)
+                .is_some_and(|r| r.generation == id.generation)
     }
 
     /// Whether `shutdown` was called.
@@ -603,12 +614,23 @@ impl<C> Pool<C> {
     // ----- transitions -------------------------------------------------
 
     /// Serves `key`'s waiters in FIFO order for as long as the limits allow.
-    fn dispatch(&mut self, key: u32) {
+    fn dispatch(&mut self, key: u32, now: Millis) {
         loop {
             let Some(k) = self.keys.get_mut(key as usize) else {
                 return;
             };
             let Some(head) = k.waiting.front() else { break };
+            let overdue = self
+                .requests
+                .get(head as usize)
+                .is_some_and(|r| r.waited && now > r.deadline);
+            if overdue {
+                // Its timer has not fired yet, but its deadline has passed:
+                // the timeout wins over a slot freed just now.
+                k.waiting.remove(&mut self.requests, head, request_queue);
+                self.fail(head, ConnectError::timed_out());
+                continue;
+            }
             if let Some(slot) = k.idle.pop_front(&mut self.slots, slot_key_idle) {
                 k.busy += 1;
                 self.idle_lru.remove(&mut self.slots, slot, slot_lru);
@@ -659,11 +681,11 @@ impl<C> Pool<C> {
 
     /// After a slot of `key` stopped being busy or a slot closed: serve the
     /// key's own waiters first, then keys blocked on `max_open`.
-    fn after_release(&mut self, key: u32) {
-        self.dispatch(key);
+    fn after_release(&mut self, key: u32, now: Millis) {
+        self.dispatch(key, now);
         self.maybe_remove_key(key);
         while let Some(blocked) = self.open_blocked.front() {
-            self.dispatch(blocked);
+            self.dispatch(blocked, now);
             let still = self
                 .keys
                 .get(blocked as usize)
@@ -771,6 +793,51 @@ impl<C> Pool<C> {
         }
     }
 
+    /// A healthy slot of `key` that was busy (connecting or lent) is free:
+    /// it goes straight to the key's first waiter, as `Deferred`, with no
+    /// keep-alive timer set and cancelled in between; with no waiter it
+    /// idles. Then freed capacity serves whoever can use it.
+    fn release(&mut self, slot: u32, key: u32, now: Millis) {
+        let waiter = loop {
+            let Some(head) = self.keys.get(key as usize).and_then(|k| k.waiting.front()) else {
+                break None;
+            };
+            if let Some(k) = self.keys.get_mut(key as usize) {
+                k.waiting.remove(&mut self.requests, head, request_queue);
+            }
+            if self.is_overdue(head, now) {
+                self.fail(head, ConnectError::timed_out());
+                continue;
+            }
+            break Some(head);
+        };
+        match waiter {
+            Some(head) => self.reserve_slot(head, slot, Some(FromCache::Deferred)),
+            None => {
+                self.unbusy(key);
+                self.make_idle(slot, now);
+            }
+        }
+        self.after_release(key, now);
+    }
+
+    /// Whether request `r` waited (or connected) past its deadline by the
+    /// input time `now`. `now` is rounded up, so `now > deadline` holds only
+    /// once the real time is past the deadline: nothing times out early. A
+    /// request served from the pool at `allocate` never waited: a cache hit
+    /// is served whatever its timeout, as the original does.
+    fn is_overdue(&self, r: u32, now: Millis) -> bool {
+        self.requests.get(r as usize).is_some_and(|req| req.waited) && self.is_past_deadline(r, now)
+    }
+
+    /// Whether the input time `now` (rounded up) is past request `r`'s
+    /// deadline, i.e. the real time is.
+    fn is_past_deadline(&self, r: u32, now: Millis) -> bool {
+        self.requests
+            .get(r as usize)
+            .is_some_and(|req| now > req.deadline)
+    }
+
     /// Puts a slot (already not busy) in the idle lists with a keep-alive
     /// deadline.
     fn make_idle(&mut self, slot: u32, now: Millis) {
@@ -820,7 +887,7 @@ impl<C> Pool<C> {
         });
     }
 
-    fn request_timed_out(&mut self, index: u32) {
+    fn request_timed_out(&mut self, index: u32, now: Millis) {
         let Some(r) = self.requests.get_mut(index as usize) else {
             return;
         };
@@ -832,12 +899,12 @@ impl<C> Pool<C> {
                     k.waiting.remove(&mut self.requests, index, request_queue);
                 }
                 self.fail(index, ConnectError::timed_out());
-                self.dispatch(key);
+                self.dispatch(key, now);
             }
             RequestState::Connecting { slot } => {
                 self.close_slot(slot);
                 self.fail(index, ConnectError::timed_out());
-                self.after_release(key);
+                self.after_release(key, now);
             }
             RequestState::Reserved { .. } | RequestState::Failed(_) => {
                 debug_assert!(false, "timer fired for decided request {index}");
@@ -845,7 +912,7 @@ impl<C> Pool<C> {
         }
     }
 
-    fn slot_timed_out(&mut self, index: u32) {
+    fn slot_timed_out(&mut self, index: u32, now: Millis) {
         let Some(s) = self.slots.get_mut(index as usize) else {
             return;
         };
@@ -854,7 +921,7 @@ impl<C> Pool<C> {
         match s.state {
             SlotState::Idle | SlotState::Connecting { request: None } => {
                 self.close_slot(index);
-                self.after_release(key);
+                self.after_release(key, now);
             }
             state => debug_assert!(false, "slot timer fired in {state:?}"),
         }

@@ -183,6 +183,7 @@ fn step(pool: &mut Pool<u64>, m: &mut Model, op: &Op) {
                 pool.handle_connect_failed(
                     slot,
                     ConnectError::from_errno(Function::Connect, libc::ECONNREFUSED),
+                    m.now,
                 );
             }
         }

@@ -378,6 +378,7 @@ fn keys_blocked_on_max_open_are_served_in_order() {
             h.pool.handle_connect_failed(
                 *slot,
                 ConnectError::from_errno(Function::Connect, libc::ECONNREFUSED),
+                h.now,
             );
         }
         other => panic!("{other:?}"),
@@ -416,6 +417,7 @@ fn connect_failure_fails_request_and_serves_next_waiter() {
     h.pool.handle_connect_failed(
         slot,
         ConnectError::from_errno(Function::Connect, libc::ECONNREFUSED),
+        h.now,
     );
     h.pool.check_invariants();
     let next = match h.commands().as_slice() {
@@ -720,4 +722,116 @@ fn reserved_socket_dying_after_the_deadline_times_the_request_out() {
     h.pool.check_invariants();
     assert_eq!(h.commands(), vec![Command::Close { slot }], "no reconnect");
     assert_eq!(h.outcomes(), vec![timed_out(1)]);
+}
+
+// ----- a deadline that has passed wins -----------------------------------
+//
+// The driver handles a tick's readiness before its timers, with the input
+// time rounded up; the core must time a request out whichever it sees first.
+
+#[test]
+fn connect_completing_after_the_deadline_times_out_and_pools_the_connection() {
+    let mut h = Harness::new(limits(4, 128));
+    h.alloc_timeout(80, 1, 100);
+    let slot = h.connect_cmd();
+    // Same tick, readiness first: the connect completed, the deadline passed.
+    h.now = 101;
+    h.connected(slot);
+    assert_eq!(h.outcomes(), vec![timed_out(1)]);
+    assert_eq!(h.pool.idle_count(), 1, "the late connection is pooled");
+    h.at(101);
+    assert!(h.outcomes().is_empty(), "exactly one outcome");
+    assert!(h.commands().is_empty(), "not closed");
+    h.alloc(80, 2);
+    assert_eq!(
+        h.outcomes(),
+        vec![Seen::Deliver {
+            ctx: 2,
+            slot,
+            from_cache: Some(FromCache::Immediate)
+        }]
+    );
+}
+
+#[test]
+fn connect_completing_at_the_deadline_minus_one_is_delivered() {
+    let mut h = Harness::new(limits(4, 128));
+    h.alloc_timeout(80, 1, 100);
+    let slot = h.connect_cmd();
+    h.now = 99;
+    h.connected(slot);
+    h.at(99);
+    assert_eq!(
+        h.outcomes(),
+        vec![Seen::Deliver {
+            ctx: 1,
+            slot,
+            from_cache: None
+        }]
+    );
+}
+
+#[test]
+fn deadline_firing_before_the_connect_is_seen_times_out_once() {
+    let mut h = Harness::new(limits(4, 128));
+    h.alloc_timeout(80, 1, 100);
+    let slot = h.connect_cmd();
+    // Timers first: the half-open socket is closed, so the late readiness
+    // names a slot that no longer exists and is ignored.
+    h.at(100);
+    assert_eq!(h.outcomes(), vec![timed_out(1)]);
+    assert_eq!(h.commands(), vec![Command::Close { slot }]);
+    h.connected(slot);
+    assert!(h.outcomes().is_empty(), "exactly one outcome");
+    assert_eq!(h.pool.open_count(), 0);
+}
+
+#[test]
+fn zero_timeout_connect_completing_in_the_first_tick_times_out() {
+    let mut h = Harness::new(limits(4, 128));
+    h.at(50);
+    h.alloc_timeout(80, 1, 0);
+    let slot = h.connect_cmd();
+    // The connect completed before the first poll, in the same millisecond.
+    h.connected(slot);
+    h.at(50);
+    assert_eq!(h.outcomes(), vec![timed_out(1)]);
+    assert_eq!(h.pool.idle_count(), 1);
+}
+
+#[test]
+fn connection_returned_after_a_waiters_deadline_goes_idle_not_to_the_waiter() {
+    let mut h = Harness::new(limits(1, 128));
+    let slot = h.lend_new(80, 1);
+    h.alloc_timeout(80, 2, 100);
+    // Returned in the tick its deadline passed, before its timer fired.
+    h.now = 101;
+    h.returned(slot, true);
+    assert_eq!(h.outcomes(), vec![timed_out(2)]);
+    assert_eq!(h.pool.idle_count(), 1);
+    h.at(101);
+    assert!(h.outcomes().is_empty(), "exactly one outcome");
+}
+
+#[test]
+fn connection_returned_to_a_waiter_skips_the_keep_alive_timer() {
+    let mut h = Harness::new(limits(1, 128));
+    let slot = h.lend_new(80, 1);
+    h.alloc_timeout(80, 2, 100);
+    let timers = h.pool.wheel.len();
+    h.now = 100;
+    h.returned(slot, true);
+    assert_eq!(
+        h.pool.wheel.len(),
+        timers - 1,
+        "only the waiter's timeout went; no keep-alive timer was set"
+    );
+    assert_eq!(
+        h.outcomes(),
+        vec![Seen::Deliver {
+            ctx: 2,
+            slot,
+            from_cache: Some(FromCache::Deferred)
+        }]
+    );
 }

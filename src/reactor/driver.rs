@@ -67,15 +67,29 @@ impl SocketEntry {
         }
     }
 
-    /// Whether a returned socket may be pooled: nothing unread, nothing
-    /// unsent. `drained` says the connection's own reads proved the receive
-    /// queue empty since the last readiness, which saves the check.
-    fn is_clean(&mut self, drained: bool) -> bool {
+    /// Whether a connection just returned to this entry may be pooled.
+    /// Each test is one reason it may not; all are needed, none is enough:
+    fn is_poolable(&mut self, reusable: bool, drained_at: Option<u64>) -> bool {
+        // The caller closed it, or a read saw EOF or an error.
+        if !reusable {
+            return false;
+        }
+        // Readiness while it was lent said the peer closed or it failed: a
+        // read that drained the data need not have seen the FIN behind it.
+        if self.peer_closed {
+            return false;
+        }
         if let Some(tls) = self.tls.as_mut() {
+            // Plaintext rustls decrypted that the caller never read, or
+            // ciphertext it has not sent yet.
             if tls.has_buffered_plaintext() || tls.wants_write() {
                 return false;
             }
         }
+        // Unread bytes in the kernel's receive queue: the connection's own
+        // reads prove it empty if they drained it since the last readiness;
+        // otherwise one peek tells.
+        let drained = drained_at.is_some_and(|tick| tick >= self.last_ready);
         drained || self.is_quiet()
     }
 }
@@ -106,10 +120,7 @@ impl<C> Driver<C> {
 
     /// Whether connections were dropped since the last tick.
     pub(super) fn has_returned(&self) -> bool {
-        self.shared
-            .returned
-            .try_borrow()
-            .is_ok_and(|q| !q.is_empty())
+        self.shared.has_returned()
     }
 
     fn slot_of(&self, token: Token) -> Option<SlotId> {
@@ -198,7 +209,7 @@ impl<C> Driver<C> {
             };
             if let Some(e) = failure {
                 self.pool
-                    .handle_connect_failed(slot, ConnectError::new(Function::Connect, e));
+                    .handle_connect_failed(slot, ConnectError::new(Function::Connect, e), now);
                 return;
             }
             entry.connected = true;
@@ -210,7 +221,7 @@ impl<C> Driver<C> {
         match progress {
             Handshake::Done => self.pool.handle_connected(slot, now),
             Handshake::WantIo => {}
-            Handshake::Failed(e) => self.pool.handle_connect_failed(slot, e),
+            Handshake::Failed(e) => self.pool.handle_connect_failed(slot, e, now),
         }
     }
 
@@ -249,14 +260,14 @@ impl<C> Driver<C> {
 
     /// Carries out the pool's commands until it has none; failures feed back
     /// in as inputs, which may queue more.
-    pub(super) fn run_commands(&mut self, registry: &mio::Registry) {
+    pub(super) fn run_commands(&mut self, registry: &mio::Registry, now: Millis) {
         while let Some(command) = self.pool.poll_command() {
             match command {
                 Command::Connect { slot, addr, bind } => {
                     let tls = match self.tls_for(slot) {
                         Ok(tls) => tls,
                         Err(e) => {
-                            self.pool.handle_connect_failed(slot, e);
+                            self.pool.handle_connect_failed(slot, e, now);
                             continue;
                         }
                     };
@@ -274,10 +285,11 @@ impl<C> Driver<C> {
                                 Err(e) => self.pool.handle_connect_failed(
                                     slot,
                                     ConnectError::new(Function::Socket, e),
+                                    now,
                                 ),
                             }
                         }
-                        Err(e) => self.pool.handle_connect_failed(slot, e),
+                        Err(e) => self.pool.handle_connect_failed(slot, e, now),
                     }
                 }
                 Command::Close { slot } => {
@@ -294,10 +306,9 @@ impl<C> Driver<C> {
     /// they were dropped (so the last one dropped is the warmest). The queue
     /// is swapped with a spare so both keep their capacity: no allocation.
     pub(super) fn take_returned(&mut self, now: Millis) {
-        if let Ok(mut queue) = self.shared.returned.try_borrow_mut() {
-            std::mem::swap(&mut *queue, &mut self.returned_spare);
-        }
-        let mut batch = std::mem::take(&mut self.returned_spare);
+        let mut batch = self
+            .shared
+            .swap_returned(std::mem::take(&mut self.returned_spare));
         for returned in batch.drain(..) {
             self.take_back(returned, now);
         }
@@ -315,13 +326,10 @@ impl<C> Driver<C> {
             return;
         }
         let entry = self.entry(slot.index);
-        let drained = returned
-            .drained_at
-            .is_some_and(|tick| tick >= entry.last_ready);
         entry.stream = Some(returned.stream);
         entry.tls = returned.tls;
-        let quiet = returned.reusable && !entry.peer_closed && entry.is_clean(drained);
-        self.pool.handle_returned(slot, quiet, now);
+        let poolable = entry.is_poolable(returned.reusable, returned.drained_at);
+        self.pool.handle_returned(slot, poolable, now);
     }
 
     /// Turns decided requests into outcome events.

@@ -61,7 +61,12 @@ impl<C> Reactor<C> {
                 returned_spare: Vec::new(),
                 epoch: Instant::now(),
                 nodelay: config.nodelay,
-                tls_schemes: config.tls_schemes,
+                // Request schemes are lower-cased; so are these, to match.
+                tls_schemes: config
+                    .tls_schemes
+                    .into_iter()
+                    .map(crate::request::lowercase)
+                    .collect(),
                 tls_config: config.tls,
             },
         })
@@ -95,7 +100,7 @@ impl<C> Reactor<C> {
         // Connections dropped since the last tick may serve this request.
         self.driver.take_returned(now);
         let id = self.driver.pool.allocate(request, now)?;
-        self.driver.run_commands(self.poll.registry());
+        self.driver.run_commands(self.poll.registry(), now);
         Ok(id)
     }
 
@@ -110,7 +115,7 @@ impl<C> Reactor<C> {
     pub fn deallocate(&mut self, id: RequestId) -> Result<C, Error> {
         let now = self.driver.now();
         let context = self.driver.pool.deallocate(id, now)?;
-        self.driver.run_commands(self.poll.registry());
+        self.driver.run_commands(self.poll.registry(), now);
         Ok(context)
     }
 
@@ -128,10 +133,10 @@ impl<C> Reactor<C> {
             return Err(Error::ForeignConnection);
         }
         let now = self.driver.now();
-        if let Some(returned) = conn.into_returned() {
-            self.driver.take_back(returned, now);
-            self.driver.run_commands(self.poll.registry());
-        }
+        // Dropping queues it; taking the queue back now makes it synchronous.
+        drop(conn);
+        self.driver.take_returned(now);
+        self.driver.run_commands(self.poll.registry(), now);
         Ok(())
     }
 
@@ -144,7 +149,7 @@ impl<C> Reactor<C> {
         let now = self.driver.now();
         self.driver.take_returned(now);
         self.driver.pool.shutdown();
-        self.driver.run_commands(self.poll.registry());
+        self.driver.run_commands(self.poll.registry(), now);
     }
 
     /// Waits up to `timeout` (`None`: without limit) until at least one event
@@ -190,13 +195,7 @@ impl<C> Reactor<C> {
     /// deadline is set. Compute it after handling the tick's events, since
     /// dropping a connection makes it zero.
     pub fn next_timeout(&self) -> Option<Duration> {
-        let returned = self
-            .driver
-            .shared
-            .returned
-            .try_borrow()
-            .map_or(true, |q| !q.is_empty());
-        if self.driver.pool.has_outcomes() || returned {
+        if self.driver.pool.has_outcomes() || self.driver.has_returned() {
             return Some(Duration::ZERO);
         }
         let (_, now) = self.driver.clock();
@@ -235,7 +234,7 @@ impl<C> Reactor<C> {
         if driver.has_returned() {
             let now = driver.now();
             driver.take_returned(now);
-            driver.run_commands(self.poll.registry());
+            driver.run_commands(self.poll.registry(), now);
         }
         let wait = if driver.pool.has_outcomes() {
             Some(Duration::ZERO)
@@ -258,8 +257,11 @@ impl<C> Reactor<C> {
         for event in self.mio_events.iter() {
             driver.handle_readiness(event, events, now);
         }
+        // After readiness, so a connect that completed late is known and
+        // pooled; the core already failed its request if the deadline had
+        // passed (see `Pool::handle_connected`).
         driver.pool.handle_timeout(floor);
-        driver.run_commands(self.poll.registry());
+        driver.run_commands(self.poll.registry(), now);
         driver.deliver(events);
         Ok(())
     }
@@ -281,9 +283,7 @@ impl<C> Drop for Reactor<C> {
         // Lent connections outlive us: tell them to close on drop, and close
         // the ones already queued.
         self.driver.shared.alive.set(false);
-        if let Ok(mut queue) = self.driver.shared.returned.try_borrow_mut() {
-            queue.clear();
-        }
+        self.driver.shared.close_returned();
     }
 }
 
