@@ -4,6 +4,11 @@
 //! cargo bench --bench micro
 //! ```
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests, benchmarks and examples measure wall time; only the library is held to one clock read"
+)]
+
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::time::Duration;

@@ -7,6 +7,11 @@
 //! Each step allocates through the reactor, does one HTTP/1.1 GET where it
 //! got a connection, and prints what the outcome said and how long it took.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests, benchmarks and examples measure wall time; only the library is held to one clock read"
+)]
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};

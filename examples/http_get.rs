@@ -8,6 +8,11 @@
 //!
 //! The address must be numeric: the pool does not resolve names.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests, benchmarks and examples measure wall time; only the library is held to one clock read"
+)]
+
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::time::{Duration, Instant};

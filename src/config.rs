@@ -75,36 +75,42 @@ impl Default for Config {
 
 impl Config {
     /// Sets [`max_per_host`](Config::max_per_host).
+    #[must_use]
     pub fn with_max_per_host(mut self, n: usize) -> Self {
         self.max_per_host = n;
         self
     }
 
     /// Sets [`max_open`](Config::max_open).
+    #[must_use]
     pub fn with_max_open(mut self, n: usize) -> Self {
         self.max_open = n;
         self
     }
 
     /// Sets [`keep_alive`](Config::keep_alive).
+    #[must_use]
     pub fn with_keep_alive(mut self, d: Duration) -> Self {
         self.keep_alive = d;
         self
     }
 
     /// Sets [`timeout`](Config::timeout).
+    #[must_use]
     pub fn with_timeout(mut self, d: Duration) -> Self {
         self.timeout = d;
         self
     }
 
     /// Sets [`bind_address`](Config::bind_address).
+    #[must_use]
     pub fn with_bind_address(mut self, addr: IpAddr) -> Self {
         self.bind_address = Some(addr);
         self
     }
 
     /// Sets [`nodelay`](Config::nodelay).
+    #[must_use]
     pub fn with_nodelay(mut self, on: bool) -> Self {
         self.nodelay = on;
         self
@@ -113,6 +119,7 @@ impl Config {
     /// Sets the rustls configuration for TLS schemes (custom roots, client
     /// certificates, ALPN). Keep one `Arc` for all reactors that should share
     /// resumable sessions.
+    #[must_use]
     pub fn with_tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
         self.tls = Some(config);
         self
@@ -136,7 +143,12 @@ impl Config {
         })
     }
 
-    /// Checks every field; the error names the first one that is out of range.
+    /// Checks every field, as [`Reactor::new`](crate::Reactor::new) does.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the first field that is out of range
+    /// and what it must be.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |field, reason| Err(Error::InvalidConfig { field, reason });
         if self.max_per_host == 0 {

@@ -179,6 +179,11 @@ impl Connection {
     }
 
     /// The local address (one `getsockname`).
+    ///
+    /// # Errors
+    ///
+    /// The `getsockname` failure, as `std::net::TcpStream::local_addr`
+    /// reports it.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket()?.local_addr()
     }

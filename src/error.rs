@@ -7,7 +7,8 @@ use std::io;
 use crate::request::{Request, RequestId};
 
 /// A call was refused. Nothing was lost: values the call took are handed back
-/// (see [`AllocateError`], [`FreeError`]).
+/// ([`AllocateError`] carries the request; a connection refused by
+/// [`free`](crate::Reactor::free) goes back to the reactor that lent it).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -84,6 +85,7 @@ pub struct AllocateError<C> {
 
 impl<C> AllocateError<C> {
     /// The request, to retry or to take the context back.
+    #[must_use]
     pub fn into_request(self) -> Request<C> {
         *self.request
     }
@@ -138,6 +140,7 @@ pub enum Function {
 impl Function {
     /// The name the original uses: `"socket"`, `"bind"`, `"connect"`, `"tls"`,
     /// `"shutdown"`.
+    #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Function::Socket => "socket",
@@ -183,17 +186,20 @@ impl ConnectError {
     }
 
     /// The step that failed.
+    #[must_use]
     pub fn function(&self) -> Function {
         self.function
     }
 
     /// The OS error number (`ECONNREFUSED`, `ETIMEDOUT`, …), where the failure
     /// has one; TLS failures have none.
+    #[must_use]
     pub fn errno(&self) -> Option<i32> {
         self.error.raw_os_error()
     }
 
     /// A human-readable message, like the original's `error_str`.
+    #[must_use]
     pub fn message(&self) -> String {
         match self.error.raw_os_error() {
             // io::Error's Display appends " (os error N)"; the original's
@@ -210,11 +216,13 @@ impl ConnectError {
     }
 
     /// The underlying I/O error.
+    #[must_use]
     pub fn io_error(&self) -> &io::Error {
         &self.error
     }
 
     /// Whether this is a request timeout (`connect`, `ETIMEDOUT`).
+    #[must_use]
     pub fn is_timeout(&self) -> bool {
         self.function == Function::Connect && self.errno() == Some(libc::ETIMEDOUT)
     }

@@ -11,6 +11,7 @@ pub use crate::request::FromCache;
 
 /// The one outcome of a request: a connection or an error, with the request's
 /// target and context handed back.
+#[non_exhaustive]
 pub struct Outcome<C> {
     /// The request this answers.
     pub id: RequestId,
@@ -38,6 +39,7 @@ impl<C> fmt::Debug for Outcome<C> {
 /// mio: it is reported when readiness changes, not while it lasts, and may be
 /// spurious.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Readiness {
     /// The connection, as [`Connection::id`] names it.
     pub conn: ConnId,
@@ -73,11 +75,13 @@ pub struct Events<C> {
 
 impl<C> Events<C> {
     /// An empty buffer.
+    #[must_use]
     pub fn new() -> Self {
         Events { list: Vec::new() }
     }
 
     /// An empty buffer with room for `n` events before it grows.
+    #[must_use]
     pub fn with_capacity(n: usize) -> Self {
         Events {
             list: Vec::with_capacity(n),
@@ -85,11 +89,13 @@ impl<C> Events<C> {
     }
 
     /// Number of events waiting to be taken.
+    #[must_use]
     pub fn len(&self) -> usize {
         self.list.len()
     }
 
     /// Whether there are no events.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }

@@ -6,7 +6,7 @@
 //! (`SOCK_NONBLOCK | SOCK_CLOEXEC`), wrapped in an `OwnedFd` at once so that
 //! every early return closes them.
 
-#![allow(
+#![expect(
     unsafe_code,
     reason = "the libc socket calls mio lacks; each block has a SAFETY line"
 )]
@@ -25,6 +25,10 @@ enum RawAddr {
 }
 
 impl RawAddr {
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "AF_INET and AF_INET6 are small constants that fit sa_family_t"
+    )]
     fn new(addr: SocketAddr) -> RawAddr {
         match addr {
             SocketAddr::V4(a) => RawAddr::V4(libc::sockaddr_in {
@@ -54,6 +58,10 @@ impl RawAddr {
         }
     }
 
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "sockaddr sizes are a few dozen bytes"
+    )]
     fn len(&self) -> libc::socklen_t {
         let n = match self {
             RawAddr::V4(_) => size_of::<libc::sockaddr_in>(),
@@ -71,6 +79,7 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+#[expect(clippy::cast_possible_truncation, reason = "size_of::<c_int>() is 4")]
 fn set_int_option(
     fd: RawFd,
     level: libc::c_int,

@@ -30,36 +30,43 @@ pub struct Target {
 impl Target {
     /// The scheme, echoed in lower case (`"http"`, `"https"`, or anything the
     /// caller made up): schemes compare without regard to case.
+    #[must_use]
     pub fn scheme(&self) -> &str {
         &self.scheme
     }
 
     /// The remote address, echoed.
+    #[must_use]
     pub fn addr(&self) -> IpAddr {
         self.addr
     }
 
     /// The remote port, echoed.
+    #[must_use]
     pub fn port(&self) -> u16 {
         self.port
     }
 
     /// The remote socket address.
+    #[must_use]
     pub fn socket_addr(&self) -> SocketAddr {
         SocketAddr::new(self.addr, self.port)
     }
 
     /// The caller's partition tag, if any.
+    #[must_use]
     pub fn tag(&self) -> Option<&str> {
         self.tag.as_deref()
     }
 
     /// The TLS server name (SNI and certificate check), if set.
+    #[must_use]
     pub fn server_name(&self) -> Option<&str> {
         self.server_name.as_deref()
     }
 
     /// The local address sockets for this target bind to, if any.
+    #[must_use]
     pub fn bind_address(&self) -> Option<IpAddr> {
         self.bind
     }

@@ -1,6 +1,11 @@
 //! Deadlines and cancellation: request timeouts (connect, queue wait, zero),
 //! keep-alive expiry, refused connects, and deallocate.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests, benchmarks and examples measure wall time; only the library is held to one clock read"
+)]
+
 mod common;
 
 use std::time::{Duration, Instant};

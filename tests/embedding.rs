@@ -2,6 +2,11 @@
 //! outer `mio::Poll`, driven only by its readiness and `next_timeout()`;
 //! and a lent connection registered in the caller's own poller.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests, benchmarks and examples measure wall time; only the library is held to one clock read"
+)]
+
 mod common;
 
 use std::io::{self, Read, Write};

@@ -1,6 +1,12 @@
 //! The hit path (allocate from the pool → poll → free) allocates nothing
 //! once warm. A counting global allocator makes this its own test binary.
 
+#![allow(unsafe_code, reason = "a counting global allocator")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests, benchmarks and examples measure wall time; only the library is held to one clock read"
+)]
+
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};

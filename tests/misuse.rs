@@ -1,5 +1,10 @@
 //! Bad input gets a clear error, never a panic, and nothing is lost.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests, benchmarks and examples measure wall time; only the library is held to one clock read"
+)]
+
 mod common;
 
 use std::time::Duration;

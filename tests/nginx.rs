@@ -2,6 +2,11 @@
 //! reuse over HTTP/1.1, nginx closing a connection after
 //! `keepalive_requests`, and nginx dying under idle connections.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests, benchmarks and examples measure wall time; only the library is held to one clock read"
+)]
+
 mod common;
 
 use std::time::Duration;

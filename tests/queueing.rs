@@ -2,6 +2,11 @@
 //! reuse freed connections as `Deferred`, and evict idle sockets of other
 //! keys when only `max_open` is in the way.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests, benchmarks and examples measure wall time; only the library is held to one clock read"
+)]
+
 mod common;
 
 use std::time::Duration;

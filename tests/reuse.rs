@@ -1,6 +1,11 @@
 //! Allocation and reuse: new connections, Immediate reuse after free or
 //! drop, MRU order, what shares a pool, and the outcome's echo.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests, benchmarks and examples measure wall time; only the library is held to one clock read"
+)]
+
 mod common;
 
 use std::net::IpAddr;

@@ -1,6 +1,11 @@
 //! https: TLS connections with rustls, pooled and watched like plain ones.
 //! Certificates come from rcgen; servers are rustls on loopback and nginx.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests, benchmarks and examples measure wall time; only the library is held to one clock read"
+)]
+
 mod common;
 
 use std::time::{Duration, Instant};

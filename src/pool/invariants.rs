@@ -1,6 +1,11 @@
 //! A recount of the pool from scratch, for the tests: every incremental
 //! count and list is compared with what the slabs say, after every step.
 
+#![allow(
+    clippy::cast_possible_truncation,
+    reason = "test code: indices of small test pools"
+)]
+
 use std::hash::BuildHasher;
 
 use super::{Pool, RequestState, SlotState, request_queue, slot_key_idle};

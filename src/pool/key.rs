@@ -36,14 +36,14 @@ impl<C> Pool<C> {
         }) {
             return k;
         }
-        let k = self.keys.insert(KeyState {
+        let k = super::index32(self.keys.insert(KeyState {
             target: target.clone(),
             busy: 0,
             idle: List::default(),
             waiting: List::default(),
             requests: 0,
             blocked: Link::UNLINKED,
-        }) as u32;
+        }));
         let (keys, hasher) = (&self.keys, &self.hasher);
         self.key_index
             .insert_unique(hash, k, |&i| match keys.get(i as usize) {

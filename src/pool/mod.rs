@@ -76,6 +76,18 @@ use key::{KeyState, key_blocked};
 pub(crate) use limits::Limits;
 use list::{Link, List};
 
+/// A slab index as the pool stores it, in 32 bits. Indices stay far below
+/// 2^32: `max_open` is validated below 2^31, allocate refuses requests past
+/// 2^31 pending, and there is at most one key per slot or request.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "bounded by validation, see above"
+)]
+fn index32(i: usize) -> u32 {
+    debug_assert!(u32::try_from(i).is_ok(), "slab index {i} over 32 bits");
+    i as u32
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SlotState {
     /// Connecting for `request`; `None` after the request was deallocated
@@ -269,7 +281,7 @@ impl<C> Pool<C> {
         let Request {
             target, context, ..
         } = request;
-        let index = self.requests.insert(RequestEntry {
+        let index = index32(self.requests.insert(RequestEntry {
             generation,
             key,
             target,
@@ -279,7 +291,7 @@ impl<C> Pool<C> {
             timer: None,
             waited: false,
             queue: Link::UNLINKED,
-        }) as u32;
+        }));
         if let Some(k) = self.keys.get_mut(key as usize) {
             k.requests += 1;
             k.waiting
@@ -438,7 +450,7 @@ impl<C> Pool<C> {
             .requests
             .iter()
             .filter(|(_, r)| !matches!(r.state, RequestState::Failed(_)))
-            .map(|(i, _)| i as u32)
+            .map(|(i, _)| index32(i))
             .collect();
         for index in pending {
             let Some(r) = self.requests.get_mut(index as usize) else {
@@ -463,7 +475,7 @@ impl<C> Pool<C> {
             .slots
             .iter()
             .filter(|(_, s)| s.state != SlotState::Lent)
-            .map(|(i, _)| i as u32)
+            .map(|(i, _)| index32(i))
             .collect();
         for index in rest {
             self.close_slot(index);
@@ -473,7 +485,7 @@ impl<C> Pool<C> {
             .pop_front(&mut self.keys, key_blocked)
             .is_some()
         {}
-        let keys: Vec<u32> = self.keys.iter().map(|(i, _)| i as u32).collect();
+        let keys: Vec<u32> = self.keys.iter().map(|(i, _)| index32(i)).collect();
         for key in keys {
             self.maybe_remove_key(key);
         }
@@ -706,7 +718,7 @@ impl<C> Pool<C> {
         k.busy += 1;
         let addr = k.target.socket_addr();
         let bind = k.target.bind;
-        let slot = self.slots.insert(Slot {
+        let slot = index32(self.slots.insert(Slot {
             key,
             generation,
             state: SlotState::Connecting {
@@ -715,7 +727,7 @@ impl<C> Pool<C> {
             timer: None,
             key_idle: Link::UNLINKED,
             lru: Link::UNLINKED,
-        }) as u32;
+        }));
         self.open += 1;
         if let Some(r) = self.requests.get_mut(head as usize) {
             r.state = RequestState::Connecting { slot };

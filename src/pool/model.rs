@@ -17,6 +17,11 @@
 //!
 //! Besides, `check_invariants` recounts the pool's own bookkeeping.
 
+#![allow(
+    clippy::cast_possible_truncation,
+    reason = "test code: indices of small test pools"
+)]
+
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;

@@ -16,7 +16,7 @@ mod driver;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::conn::{Connection, Shared};
@@ -34,7 +34,7 @@ const EVENTS_PER_TICK: usize = 1024;
 /// drives.
 ///
 /// `C` is the caller's per-request context: anything, moved in with the
-/// [`Request`] and moved back in its [`Outcome`]. Several reactors in one
+/// [`Request`] and moved back in its [`Outcome`](crate::Outcome). Several reactors in one
 /// program are independent; none knows the others' limits.
 ///
 /// See the [crate docs](crate) for the tick contract and an example.
@@ -45,9 +45,16 @@ pub struct Reactor<C> {
 }
 
 impl<C> Reactor<C> {
-    /// A reactor with `config`'s limits. Fails with
-    /// [`Error::InvalidConfig`] naming the first bad field, or
-    /// [`Error::Io`] if the poller cannot be created.
+    /// A reactor with `config`'s limits.
+    ///
+    /// Build it on the thread that will poll it: a reactor and the
+    /// connections it lends share `Rc` state, so neither is `Send`. For more
+    /// than one core, run one reactor per thread (see the crate docs).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the first bad field, or [`Error::Io`]
+    /// if the poller cannot be created.
     pub fn new(config: Config) -> Result<Reactor<C>, Error> {
         let limits = config.limits()?;
         let poll = mio::Poll::new()?;
@@ -59,7 +66,7 @@ impl<C> Reactor<C> {
                 sockets: Vec::new(),
                 shared: Shared::new(),
                 returned_spare: Vec::new(),
-                epoch: Instant::now(),
+                epoch: driver::read_clock(),
                 nodelay: config.nodelay,
                 // Request schemes are lower-cased; so are these, to match.
                 tls_schemes: config
@@ -78,12 +85,18 @@ impl<C> Reactor<C> {
     /// when an idle connection is ready now.
     ///
     /// A new connection's socket, bind and connect calls are made here, so
-    /// the connect is under way before the next poll. Refused, with the
-    /// request handed back, after [`shutdown`](Reactor::shutdown) or for an
-    /// invalid request (empty scheme, port 0).
+    /// the connect is under way before the next poll.
     ///
-    /// Costs on a cache hit: a hash lookup and two timer-wheel operations;
-    /// no syscall, no allocation once warm.
+    /// Costs on a cache hit: a hash lookup and one clock read; no timer, no
+    /// syscall, no allocation once warm.
+    ///
+    /// # Errors
+    ///
+    /// The request is handed back inside the [`AllocateError`] with
+    /// [`Error::ShutDown`] after [`shutdown`](Reactor::shutdown), or
+    /// [`Error::InvalidRequest`] naming what is wrong: an empty scheme, port
+    /// 0, an unspecified address (`0.0.0.0`, `::`), an invalid TLS server
+    /// name, a timeout over ten years.
     pub fn allocate(&mut self, request: Request<C>) -> Result<RequestId, AllocateError<C>> {
         if let Some(name) = request.target.server_name.as_deref() {
             if rustls::pki_types::ServerName::try_from(name).is_err() {
@@ -109,9 +122,12 @@ impl<C> Reactor<C> {
     /// finishes and its connection idles in the pool (or serves the next
     /// waiter) instead of being wasted.
     ///
-    /// [`Error::UnknownRequest`] if the request already had its outcome
-    /// (even one not yet taken from the event buffer's caller side),
-    /// was deallocated, or is another reactor's.
+    /// # Errors
+    ///
+    /// [`Error::UnknownRequest`], with nothing changed, if the request
+    /// already had its outcome (even one still in the caller's event
+    /// buffer), was deallocated, or is another reactor's (a dropped one's
+    /// included).
     pub fn deallocate(&mut self, id: RequestId) -> Result<C, Error> {
         let now = self.driver.now();
         let context = self.driver.pool.deallocate(id, now)?;
@@ -124,9 +140,13 @@ impl<C> Reactor<C> {
     /// request as `Deferred`; one with unread data, EOF, an error or a
     /// [`close`](Connection::close) is closed.
     ///
+    /// Costs: no syscall when the connection's own reads prove its receive
+    /// queue empty, else one `recv(MSG_PEEK)`.
+    ///
+    /// # Errors
+    ///
     /// [`Error::ForeignConnection`] if another reactor lent it; it is then
-    /// returned to that reactor. Costs: no syscall when the connection's own
-    /// reads prove its receive queue empty, else one `recv(MSG_PEEK)`.
+    /// returned to that reactor, as a drop would.
     pub fn free(&mut self, conn: Connection) -> Result<(), Error> {
         if !Rc::ptr_eq(conn.shared(), &self.driver.shared) {
             drop(conn);
@@ -158,9 +178,14 @@ impl<C> Reactor<C> {
     ///
     /// With no request pending and no connection lent, nothing can happen:
     /// a `None` timeout then waits for ever, as `mio::Poll::poll` does.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if waiting on the poller fails (not for `EINTR`, which
+    /// is retried). Events already appended stay in `events`.
     pub fn poll(&mut self, events: &mut Events<C>, timeout: Option<Duration>) -> Result<(), Error> {
         // A timeout too long to represent as an instant means no limit.
-        let until = timeout.and_then(|t| Instant::now().checked_add(t));
+        let until = timeout.and_then(|t| driver::read_clock().checked_add(t));
         let before = events.len();
         let mut wait = timeout;
         loop {
@@ -169,7 +194,7 @@ impl<C> Reactor<C> {
                 return Ok(());
             }
             if let Some(u) = until {
-                let left = u.saturating_duration_since(Instant::now());
+                let left = u.saturating_duration_since(driver::read_clock());
                 if left.is_zero() {
                     return Ok(());
                 }
@@ -184,6 +209,10 @@ impl<C> Reactor<C> {
     ///
     /// Costs: one `epoll_wait` with a zero timeout, plus the work the events
     /// call for.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the poller cannot be read.
     pub fn poll_events(&mut self, events: &mut Events<C>) -> Result<(), Error> {
         self.tick(events, Some(Duration::ZERO))
     }
@@ -194,6 +223,7 @@ impl<C> Reactor<C> {
     /// the next deadline rounded up to whole milliseconds, or `None` when no
     /// deadline is set. Compute it after handling the tick's events, since
     /// dropping a connection makes it zero.
+    #[must_use]
     pub fn next_timeout(&self) -> Option<Duration> {
         if self.driver.pool.has_outcomes() || self.driver.has_returned() {
             return Some(Duration::ZERO);
@@ -206,21 +236,25 @@ impl<C> Reactor<C> {
     }
 
     /// Number of idle connections in the pool.
+    #[must_use]
     pub fn idle_count(&self) -> usize {
         self.driver.pool.idle_count()
     }
 
     /// Number of open sockets: connecting, lent and idle.
+    #[must_use]
     pub fn open_count(&self) -> usize {
         self.driver.pool.open_count()
     }
 
     /// Number of requests whose outcome has not been delivered.
+    #[must_use]
     pub fn pending_count(&self) -> usize {
         self.driver.pool.pending_count()
     }
 
     /// Whether [`shutdown`](Reactor::shutdown) was called.
+    #[must_use]
     pub fn is_shut_down(&self) -> bool {
         self.driver.pool.is_shut_down()
     }

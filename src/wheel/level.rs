@@ -65,6 +65,7 @@ impl Level {
     /// only hold entries of the *next* block (an entry of this block there
     /// would be due and already cascaded): it comes last, not first. Only the
     /// top level has such entries, from deadlines almost a whole level away.
+    #[expect(clippy::cast_possible_truncation, reason = "slot numbers are below 64")]
     pub(super) fn next_expiration(&self, now: u64) -> Option<Expiration> {
         if self.occupied == 0 {
             return None;

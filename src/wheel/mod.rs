@@ -95,11 +95,17 @@ impl<T> Default for Wheel<T> {
 
 impl<T> Wheel<T> {
     /// An empty wheel at time 0.
+    #[must_use]
     pub fn new() -> Wheel<T> {
         Wheel::with_capacity(0)
     }
 
     /// An empty wheel with room for `n` timers before it allocates.
+    #[must_use]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "level indices are below LEVELS (6)"
+    )]
     pub fn with_capacity(n: usize) -> Wheel<T> {
         Wheel {
             entries: Slab::with_capacity(n),
@@ -114,6 +120,7 @@ impl<T> Wheel<T> {
         not(any(test, feature = "internals")),
         expect(dead_code, reason = "used by tests and benchmarks")
     )]
+    #[must_use]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -123,12 +130,17 @@ impl<T> Wheel<T> {
         not(any(test, feature = "internals")),
         expect(dead_code, reason = "used by tests and benchmarks")
     )]
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// Schedules `value` for `deadline` (absolute milliseconds). A deadline
     /// at or before the wheel's time fires at the next `poll`. O(1).
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "entries are bounded by the pool's slots and requests, far below 2^32"
+    )]
     pub fn insert(&mut self, deadline: u64, value: T) -> TimerKey {
         let key = self.entries.insert(Entry {
             deadline,
@@ -156,6 +168,7 @@ impl<T> Wheel<T> {
     /// When the next timer is due, or a lower bound of it: the start of the
     /// earliest occupied slot. After `poll(now)` has returned `None` it is
     /// later than `now`, so a caller that sleeps until it never spins.
+    #[must_use]
     pub fn next_deadline(&self) -> Option<u64> {
         if self.pending != NIL {
             return Some(self.elapsed);
@@ -216,6 +229,10 @@ impl<T> Wheel<T> {
     }
 
     /// Links an unlinked entry into the list its deadline calls for.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "a level is below 6 and a slot below 64"
+    )]
     fn place(&mut self, key: u32) {
         let Some(entry) = self.entries.get(key as usize) else {
             return;
@@ -285,6 +302,10 @@ impl<T> Wheel<T> {
     /// links agree both ways, bitmaps match non-empty slots, placement is
     /// consistent with the current time.
     #[cfg(test)]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "levels are below 6, slots below 64"
+    )]
     pub(crate) fn check_invariants(&self) {
         let mut seen = 0;
         let mut walk = |head: u32, level: u8, slot: u8| {

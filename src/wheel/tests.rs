@@ -1,6 +1,11 @@
 //! Timer wheel tests: every level boundary on both sides of its deadline,
 //! and a property test against a `BTreeMap`.
 
+#![allow(
+    clippy::cast_possible_truncation,
+    reason = "test code: indices of small test pools"
+)]
+
 use std::collections::{BTreeMap, HashMap};
 
 use proptest::prelude::*;

@@ -110,6 +110,7 @@ impl Server {
     }
 
     /// Waits until the server has accepted `n` connections.
+    #[track_caller]
     pub fn wait_accepted(&self, n: usize) {
         let start = Instant::now();
         while self.accepted() < n {
@@ -176,6 +177,7 @@ pub struct FullBacklog {
     _fillers: Vec<TcpStream>,
 }
 
+#[track_caller]
 pub fn full_backlog() -> FullBacklog {
     let listener =
         socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -200,6 +202,24 @@ pub fn full_backlog() -> FullBacklog {
     panic!("could not fill the accept queue of {addr}");
 }
 
+/// Waits, without touching the reactor, until `fd` is readable: a FIN or
+/// data has reached a socket, or readiness is queued on a reactor's poller.
+/// Fails after [`CAP`].
+#[track_caller]
+pub fn wait_readable(fd: std::os::fd::RawFd) {
+    use mio::unix::SourceFd;
+    let mut poll = mio::Poll::new().expect("poller");
+    poll.registry()
+        .register(&mut SourceFd(&fd), mio::Token(0), mio::Interest::READABLE)
+        .expect("register");
+    let mut events = mio::Events::with_capacity(1);
+    let start = Instant::now();
+    while events.is_empty() {
+        assert!(start.elapsed() < CAP, "fd {fd} not readable within {CAP:?}");
+        poll.poll(&mut events, Some(CAP)).expect("poll");
+    }
+}
+
 pub fn reactor<C>(config: Config) -> Reactor<C> {
     Reactor::new(config).expect("valid config")
 }
@@ -210,6 +230,7 @@ pub fn request<C>(port: u16, context: C) -> Request<C> {
 
 /// Polls until an outcome arrives and returns it; readiness events that come
 /// first are dropped. Fails the test after [`CAP`].
+#[track_caller]
 pub fn wait_outcome<C>(reactor: &mut Reactor<C>, events: &mut Events<C>) -> Outcome<C> {
     let start = Instant::now();
     loop {
@@ -229,6 +250,7 @@ pub fn wait_outcome<C>(reactor: &mut Reactor<C>, events: &mut Events<C>) -> Outc
 }
 
 /// Allocates and waits for a connection.
+#[track_caller]
 pub fn connect<C>(reactor: &mut Reactor<C>, events: &mut Events<C>, req: Request<C>) -> Connection {
     reactor.allocate(req).unwrap();
     match wait_outcome(reactor, events).result {
@@ -238,6 +260,7 @@ pub fn connect<C>(reactor: &mut Reactor<C>, events: &mut Events<C>, req: Request
 }
 
 /// Polls for `d` (tests that must see nothing happen, or let time pass).
+#[track_caller]
 pub fn poll_for<C>(reactor: &mut Reactor<C>, events: &mut Events<C>, d: Duration) {
     let until = Instant::now() + d;
     while Instant::now() < until {
@@ -246,6 +269,7 @@ pub fn poll_for<C>(reactor: &mut Reactor<C>, events: &mut Events<C>, d: Duration
 }
 
 /// Polls until `cond` holds, failing after [`CAP`].
+#[track_caller]
 pub fn poll_until<C>(
     reactor: &mut Reactor<C>,
     events: &mut Events<C>,
@@ -264,6 +288,7 @@ pub fn poll_until<C>(
 /// One HTTP/1.1 GET over a lent connection: writes the request, reads the
 /// response by Content-Length, waiting on the reactor for readiness.
 /// Returns the body.
+#[track_caller]
 pub fn get<C>(reactor: &mut Reactor<C>, events: &mut Events<C>, conn: &mut Connection) -> String {
     conn.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .unwrap();
@@ -272,6 +297,7 @@ pub fn get<C>(reactor: &mut Reactor<C>, events: &mut Events<C>, conn: &mut Conne
 
 /// Reads one HTTP response by Content-Length and returns its body (the head's
 /// `X-Conn` header, if any, is appended as `conn=<value>` on its own line).
+#[track_caller]
 pub fn read_response<C>(
     reactor: &mut Reactor<C>,
     events: &mut Events<C>,
@@ -319,6 +345,7 @@ pub fn read_response<C>(
 
 /// Reads until `WouldBlock` (discarding), so the connection knows its
 /// receive queue is empty.
+#[track_caller]
 pub fn drain_reads(conn: &mut Connection) {
     let mut chunk = [0u8; 1024];
     loop {
