@@ -96,6 +96,9 @@ fn main() -> Result<()> {
                         reactor.allocate(Request::new("echo", LOCALHOST, port, next))?;
                     }
                 }
+                // Sources and timers of the caller's own, registered in the
+                // reactor (see examples/proxy.rs); this example has none.
+                _ => {}
             }
         }
         // 5. Back to 1: next_timeout() is computed afresh (zero now, since

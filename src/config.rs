@@ -56,6 +56,12 @@ pub struct Config {
     /// root certificates from `webpki-roots`, the `ring` provider, TLS 1.2
     /// and 1.3, and an in-memory session cache, built on first use.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// At most this many readiness events, and at most this many expired
+    /// timers, are handled by one [`poll_events`](crate::Reactor::poll_events)
+    /// (or one tick of [`poll`](crate::Reactor::poll)); the rest wait for the
+    /// next call, which then does not block. Bounds the latency one tick can
+    /// add to everything else in the caller's loop. Default 1024; must be ≥ 1.
+    pub max_events_per_tick: usize,
 }
 
 impl Default for Config {
@@ -69,6 +75,7 @@ impl Default for Config {
             nodelay: true,
             tls_schemes: vec![Cow::Borrowed("https")],
             tls: None,
+            max_events_per_tick: 1024,
         }
     }
 }
@@ -125,6 +132,13 @@ impl Config {
         self
     }
 
+    /// Sets [`max_events_per_tick`](Config::max_events_per_tick).
+    #[must_use]
+    pub fn with_max_events_per_tick(mut self, n: usize) -> Self {
+        self.max_events_per_tick = n;
+        self
+    }
+
     /// Makes `scheme` a TLS scheme too (besides `https`).
     pub fn with_tls_scheme(mut self, scheme: impl Into<Cow<'static, str>>) -> Self {
         self.tls_schemes.push(scheme.into());
@@ -160,6 +174,9 @@ impl Config {
         // Slot and request indices are u32 inside the pool.
         if self.max_open > u32::MAX as usize / 2 {
             return bad("max_open", "must be below 2^31");
+        }
+        if self.max_events_per_tick == 0 {
+            return bad("max_events_per_tick", "must be at least 1");
         }
         if self.keep_alive < Duration::from_millis(1) {
             return bad("keep_alive", "must be at least 1 ms");

@@ -31,6 +31,12 @@ pub enum Error {
     /// The connection was lent by another reactor. It has been returned to
     /// its own reactor.
     ForeignConnection,
+    /// The timer id is not live in this reactor: it fired, was cancelled, or
+    /// belongs to another reactor.
+    UnknownTimer(crate::TimerId),
+    /// A caller's poller token is outside the range callers may use (the top
+    /// bit is the reactor's, for its own sockets): use a smaller token.
+    TokenOutOfRange(mio::Token),
     /// [`Reactor::shutdown`](crate::Reactor::shutdown) was called; the reactor
     /// takes no new requests.
     ShutDown,
@@ -52,6 +58,13 @@ impl fmt::Display for Error {
             Error::ForeignConnection => {
                 f.write_str("connection belongs to another reactor (returned to it)")
             }
+            Error::UnknownTimer(id) => write!(f, "timer {id:?} is not live in this reactor"),
+            Error::TokenOutOfRange(token) => write!(
+                f,
+                "token {} is out of the caller's range (must be below 2^{})",
+                token.0,
+                usize::BITS - 1
+            ),
             Error::ShutDown => f.write_str("reactor is shut down"),
             Error::Io(e) => write!(f, "reactor I/O error: {e}"),
         }

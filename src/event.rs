@@ -6,6 +6,7 @@ use std::fmt;
 use crate::conn::{ConnId, Connection};
 use crate::error::ConnectError;
 use crate::request::{RequestId, Target};
+use crate::timer::TimerId;
 
 pub use crate::request::FromCache;
 
@@ -52,17 +53,46 @@ pub struct Readiness {
     pub closed: bool,
 }
 
+/// Readiness of a source the caller registered with
+/// [`Reactor::register`](crate::Reactor::register) (a listener, an accepted
+/// socket), under the caller's own token. Edge-triggered, like mio: drain
+/// the source until `WouldBlock`; it may be spurious.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SourceReady {
+    /// The token the caller registered the source with.
+    pub token: mio::Token,
+    /// Reading (or accepting) may make progress.
+    pub readable: bool,
+    /// Writing may make progress.
+    pub writable: bool,
+    /// The peer shut down its sending side, or the source failed.
+    pub closed: bool,
+}
+
+/// A caller timer set with [`Reactor::set_timer`](crate::Reactor::set_timer)
+/// fired. It is gone: its id is stale from now on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TimerFired {
+    /// The timer, as `set_timer` returned it.
+    pub id: TimerId,
+    /// The value the caller gave `set_timer`.
+    pub value: u64,
+}
+
 /// One thing that happened.
 #[derive(Debug)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "outcomes are the common event; boxing them would allocate on the hit path"
-)]
+#[non_exhaustive]
 pub enum Event<C> {
     /// A request's outcome: exactly one per request that was not deallocated.
     Outcome(Outcome<C>),
     /// A lent connection became ready.
     Ready(Readiness),
+    /// A source the caller registered became ready.
+    Source(SourceReady),
+    /// A caller timer fired.
+    Timer(TimerFired),
 }
 
 /// The caller-owned buffer `poll` appends events to.

@@ -106,15 +106,17 @@ mod pool;
 mod reactor;
 mod request;
 mod time;
+mod timer;
 mod tls;
 mod wheel;
 
 pub use config::Config;
 pub use conn::{ConnId, Connection};
 pub use error::{AllocateError, ConnectError, Error, Function};
-pub use event::{Event, Events, FromCache, Outcome, Readiness};
+pub use event::{Event, Events, FromCache, Outcome, Readiness, SourceReady, TimerFired};
 pub use reactor::Reactor;
 pub use request::{Request, RequestId, Target};
+pub use timer::TimerId;
 
 /// The pool's timer wheel, exposed only for the benchmarks (cargo feature
 /// `internals`). Not part of the stable API.

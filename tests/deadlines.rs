@@ -180,7 +180,7 @@ fn zero_timeout_against_a_live_server_times_out_once_and_pools_the_connection() 
     });
     outcomes.extend(events.drain().filter_map(|e| match e {
         Event::Outcome(o) => Some(o),
-        Event::Ready(_) => None,
+        _ => None,
     }));
     assert_eq!(outcomes.len(), 1, "exactly one outcome");
     let outcome = outcomes.remove(0);

@@ -155,3 +155,47 @@ fn the_tls_hit_path_allocates_nothing_either() {
     assert_eq!(n, 0, "allocations over 1000 TLS cycles");
     assert_eq!(server.accepted(), 1);
 }
+
+#[test]
+fn caller_sources_and_timers_allocate_nothing_once_warm() {
+    use keepalive::mio::{Interest, Token, net::UdpSocket};
+    let mut ka = reactor::<u64>(Config::default());
+    let mut events = Events::with_capacity(8);
+    let mut socket = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    ka.register(&mut socket, Token(3), Interest::READABLE)
+        .unwrap();
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = socket.local_addr().unwrap();
+    let mut buf = [0u8; 8];
+    let mut cycle = |ka: &mut keepalive::Reactor<u64>| {
+        // A readiness event of the caller's and a timer, in one loop turn.
+        sender.send_to(b"x", to).unwrap();
+        let keep = ka.set_timer(std::time::Duration::from_secs(60), 1).unwrap();
+        ka.set_timer(std::time::Duration::ZERO, 2).unwrap();
+        let (mut ready, mut fired) = (false, false);
+        while !(ready && fired) {
+            ka.poll(&mut events, Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            for e in events.drain() {
+                match e {
+                    Event::Source(s) if s.token == Token(3) => {
+                        while socket.recv_from(&mut buf).is_ok() {}
+                        ready = true;
+                    }
+                    Event::Timer(t) if t.value == 2 => fired = true,
+                    _ => {}
+                }
+            }
+        }
+        ka.cancel_timer(keep).unwrap();
+    };
+    for _ in 0..100 {
+        cycle(&mut ka);
+    }
+    let ((), n) = counting(|| {
+        for _ in 0..1000 {
+            cycle(&mut ka);
+        }
+    });
+    assert_eq!(n, 0, "allocations over 1000 source + timer cycles");
+}

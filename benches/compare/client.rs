@@ -82,6 +82,7 @@ pub fn run(port: u16, conc: usize, limit: Duration, max_requests: u64) -> HttpRu
                     Some(i) => i,
                     None => continue,
                 },
+                _ => continue,
             };
             if !read_response(&mut lanes[lane]) {
                 continue;

@@ -149,6 +149,7 @@ impl<C> Pool<C> {
                 );
             }
         }
+        timers += self.caller_timers.len();
         assert_eq!(self.wheel.len(), timers, "timers in wheel");
     }
 }

@@ -59,6 +59,7 @@ mod list;
 mod model;
 #[cfg(test)]
 mod tests;
+mod timers;
 
 use std::collections::VecDeque;
 
@@ -75,6 +76,9 @@ pub(crate) use command::{Command, Phase, PoolOutcome, SlotId};
 use key::{KeyState, key_blocked};
 pub(crate) use limits::Limits;
 use list::{Link, List};
+
+/// Generations use 31 bits; see `Pool::generation`.
+pub(crate) const GENERATION_MASK: u32 = u32::MAX >> 1;
 
 /// A slab index as the pool stores it, in 32 bits. Indices stay far below
 /// 2^32: `max_open` is validated below 2^31, allocate refuses requests past
@@ -155,6 +159,8 @@ fn request_queue<C>(r: &mut RequestEntry<C>) -> &mut Link {
 enum TimerOwner {
     Request(u32),
     Slot(u32),
+    /// A caller's timer, by its index in `caller_timers`.
+    Caller(u32),
 }
 
 /// The pool state machine. See the module docs.
@@ -172,6 +178,10 @@ pub(crate) struct Pool<C> {
     open_blocked: List,
     commands: VecDeque<Command>,
     ready: VecDeque<RequestId>,
+    /// The caller's live timers; see `timers.rs`.
+    caller_timers: Slab<timers::CallerTimer>,
+    /// Caller timers fired and not yet drained.
+    expired: VecDeque<(crate::timer::TimerId, u64)>,
     next_generation: u32,
     /// Tells this pool's request ids from other pools'.
     pool_id: u32,
@@ -196,6 +206,8 @@ impl<C> Pool<C> {
             open_blocked: List::default(),
             commands: VecDeque::new(),
             ready: VecDeque::new(),
+            caller_timers: Slab::new(),
+            expired: VecDeque::new(),
             next_generation: 0,
             pool_id: NEXT_POOL_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             shut_down: false,
@@ -428,14 +440,30 @@ impl<C> Pool<C> {
     }
 
     /// Fires every deadline at or before `now`: request timeouts, keep-alive
-    /// expiry, orphan connect deadlines. Safe to call at any time.
+    /// expiry, orphan connect deadlines, caller timers. Safe to call at any
+    /// time.
+    #[cfg(test)]
     pub(crate) fn handle_timeout(&mut self, now: Millis) {
-        while let Some((_, owner)) = self.wheel.poll(now) {
+        self.handle_timeout_bounded(now, usize::MAX);
+    }
+
+    /// Fires at most `budget` deadlines at or before `now`, earliest first,
+    /// and says whether it fired that many (so more may be due: the next
+    /// call should not wait). Bounds the work of one tick.
+    pub(crate) fn handle_timeout_bounded(&mut self, now: Millis, budget: usize) -> bool {
+        let mut fired = 0;
+        while fired < budget {
+            let Some((_, owner)) = self.wheel.poll(now) else {
+                return false;
+            };
+            fired += 1;
             match owner {
                 TimerOwner::Request(index) => self.request_timed_out(index, now),
                 TimerOwner::Slot(index) => self.slot_timed_out(index, now),
+                TimerOwner::Caller(index) => self.caller_timer_fired(index),
             }
         }
+        true
     }
 
     /// Closes idle sockets, fails every pending request with `shutdown`/
@@ -941,8 +969,11 @@ impl<C> Pool<C> {
 
     // ----- bookkeeping -------------------------------------------------
 
+    /// A fresh generation, in 31 bits: the driver puts slot generations in
+    /// the upper half of a poller token and keeps the top bit for the
+    /// caller's tokens.
     fn generation(&mut self) -> u32 {
-        self.next_generation = self.next_generation.wrapping_add(1);
+        self.next_generation = self.next_generation.wrapping_add(1) & GENERATION_MASK;
         self.next_generation
     }
 

@@ -835,3 +835,62 @@ fn connection_returned_to_a_waiter_skips_the_keep_alive_timer() {
         }]
     );
 }
+
+// ----- caller timers -------------------------------------------------------
+
+#[test]
+fn caller_timer_fires_at_its_deadline_not_before() {
+    let mut h = Harness::new(limits(4, 128));
+    h.at(100);
+    let id = h.pool.set_caller_timer(350, 9);
+    h.pool.check_invariants();
+    // A lower bound (a wheel slot's start), never later than the deadline.
+    assert!(
+        h.pool
+            .poll_timeout()
+            .is_some_and(|t| (100..=350).contains(&t))
+    );
+    h.at(349);
+    assert_eq!(h.pool.poll_expired(), None);
+    h.at(350);
+    assert_eq!(h.pool.poll_expired(), Some((id, 9)));
+    assert_eq!(h.pool.poll_expired(), None);
+    assert!(matches!(
+        h.pool.cancel_caller_timer(id),
+        Err(Error::UnknownTimer(_))
+    ));
+}
+
+#[test]
+fn caller_timers_share_the_wheel_with_pool_deadlines() {
+    let mut h = Harness::new(limits(4, 128));
+    let slot = h.lend_new(80, 1);
+    h.returned(slot, true); // keep-alive expiry at 15 000
+    let early = h.pool.set_caller_timer(10_000, 1);
+    let late = h.pool.set_caller_timer(20_000, 2);
+    assert!(h.pool.poll_timeout().is_some_and(|t| t <= 10_000));
+    assert_eq!(h.pool.cancel_caller_timer(early).unwrap(), 1);
+    h.pool.check_invariants();
+    h.at(15_000);
+    assert_eq!(h.commands(), vec![Command::Close { slot }]);
+    assert_eq!(h.pool.poll_expired(), None);
+    h.at(20_000);
+    assert_eq!(h.pool.poll_expired(), Some((late, 2)));
+}
+
+#[test]
+fn bounded_timeout_handling_leaves_the_rest_due() {
+    let mut h = Harness::new(limits(4, 128));
+    for v in 0..5 {
+        h.pool.set_caller_timer(10, v);
+    }
+    h.now = 10;
+    assert!(h.pool.handle_timeout_bounded(10, 3), "budget used up");
+    assert_eq!(h.pool.poll_timeout(), Some(10), "the rest is still due");
+    assert!(!h.pool.handle_timeout_bounded(10, 3));
+    let values: Vec<u64> = std::iter::from_fn(|| h.pool.poll_expired())
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(values.len(), 5);
+    h.pool.check_invariants();
+}

@@ -14,7 +14,7 @@ use mio::{Interest, Token};
 
 use crate::conn::{ConnId, Connection, Returned, Shared};
 use crate::error::{ConnectError, Function};
-use crate::event::{Event, Events, Outcome, Readiness};
+use crate::event::{Event, Events, Outcome, Readiness, SourceReady, TimerFired};
 use crate::net;
 use crate::pool::{Command, Phase, Pool, PoolOutcome, SlotId};
 use crate::time::Millis;
@@ -96,7 +96,8 @@ impl SocketEntry {
 
 /// The token a slot's socket is registered with: index in the low half,
 /// generation in the high half, so a readiness event queued for a closed
-/// socket never reaches a later socket in the same slot.
+/// socket never reaches a later socket in the same slot. Generations have 31
+/// bits, so the top bit stays clear: it marks the caller's tokens.
 #[expect(
     clippy::cast_possible_truncation,
     reason = "64-bit targets only; 32-bit ones look slots up by index (slot_of)"
@@ -111,6 +112,10 @@ fn token(slot: SlotId) -> Token {
 pub(super) fn read_clock() -> Instant {
     Instant::now()
 }
+
+/// Set on the poller token of every source the caller registers, and on none
+/// of the reactor's own: the two can never collide.
+pub(super) const CALLER_BIT: usize = 1 << (usize::BITS - 1);
 
 impl<C> Driver<C> {
     /// The clock read for inputs, which may schedule deadlines: milliseconds
@@ -165,6 +170,15 @@ impl<C> Driver<C> {
         events: &mut Events<C>,
         now: Millis,
     ) {
+        if event.token().0 & CALLER_BIT != 0 {
+            events.list.push(Event::Source(SourceReady {
+                token: Token(event.token().0 & !CALLER_BIT),
+                readable: event.is_readable(),
+                writable: event.is_writable(),
+                closed: event.is_read_closed() || event.is_error(),
+            }));
+            return;
+        }
         let Some(slot) = self.slot_of(event.token()) else {
             return;
         };
@@ -345,6 +359,13 @@ impl<C> Driver<C> {
         entry.tls = returned.tls;
         let poolable = entry.is_poolable(returned.reusable, returned.drained_at);
         self.pool.handle_returned(slot, poolable, now);
+    }
+
+    /// Turns fired caller timers into events.
+    pub(super) fn deliver_timers(&mut self, events: &mut Events<C>) {
+        while let Some((id, value)) = self.pool.poll_expired() {
+            events.list.push(Event::Timer(TimerFired { id, value }));
+        }
     }
 
     /// Turns decided requests into outcome events.

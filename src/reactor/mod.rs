@@ -24,11 +24,8 @@ use crate::error::{AllocateError, Error};
 use crate::event::Events;
 use crate::pool::Pool;
 use crate::request::{Request, RequestId};
+use crate::timer::TimerId;
 use driver::Driver;
-
-/// How many readiness events one poll takes from the kernel at most; more
-/// wait for the next tick. Bounds the work of one tick.
-const EVENTS_PER_TICK: usize = 1024;
 
 /// A keep-alive connection pool on a single-threaded poller that the caller
 /// drives.
@@ -42,6 +39,11 @@ pub struct Reactor<C> {
     poll: mio::Poll,
     mio_events: mio::Events,
     driver: Driver<C>,
+    /// [`Config::max_events_per_tick`].
+    max_events: usize,
+    /// The last tick took as many readiness events as it may: more may be
+    /// waiting in the kernel, so the next tick must not block.
+    more_ready: bool,
 }
 
 impl<C> Reactor<C> {
@@ -60,7 +62,9 @@ impl<C> Reactor<C> {
         let poll = mio::Poll::new()?;
         Ok(Reactor {
             poll,
-            mio_events: mio::Events::with_capacity(EVENTS_PER_TICK),
+            mio_events: mio::Events::with_capacity(config.max_events_per_tick),
+            max_events: config.max_events_per_tick,
+            more_ready: false,
             driver: Driver {
                 pool: Pool::new(limits),
                 sockets: Vec::new(),
@@ -172,6 +176,122 @@ impl<C> Reactor<C> {
         self.driver.run_commands(self.poll.registry(), now);
     }
 
+    /// Registers the caller's own `source` (a listener, an accepted socket,
+    /// a pipe) with the reactor's poller under the caller's `token`. Its
+    /// readiness comes out of [`poll`](Reactor::poll) and
+    /// [`poll_events`](Reactor::poll_events) as [`Event::Source`] with that
+    /// token, in the same tick as outcomes and connection readiness: a proxy
+    /// runs its whole loop on one poller. Edge-triggered, like mio.
+    ///
+    /// Tokens are the caller's: any value below 2^63 (2^31 on 32-bit
+    /// targets); the reactor's own sockets never use that range, so the two
+    /// cannot collide. Costs one `epoll_ctl`.
+    ///
+    /// [`Event::Source`]: crate::Event::Source
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TokenOutOfRange`] for a token with the top bit set, or
+    /// [`Error::Io`] if the poller refuses the source (e.g. already
+    /// registered).
+    pub fn register<S>(
+        &mut self,
+        source: &mut S,
+        token: mio::Token,
+        interest: mio::Interest,
+    ) -> Result<(), Error>
+    where
+        S: mio::event::Source + ?Sized,
+    {
+        let token = caller_token(token)?;
+        self.poll.registry().register(source, token, interest)?;
+        Ok(())
+    }
+
+    /// Changes the token or interest of a source registered with
+    /// [`register`](Reactor::register).
+    ///
+    /// # Errors
+    ///
+    /// As [`register`](Reactor::register).
+    pub fn reregister<S>(
+        &mut self,
+        source: &mut S,
+        token: mio::Token,
+        interest: mio::Interest,
+    ) -> Result<(), Error>
+    where
+        S: mio::event::Source + ?Sized,
+    {
+        let token = caller_token(token)?;
+        self.poll.registry().reregister(source, token, interest)?;
+        Ok(())
+    }
+
+    /// Removes a source registered with [`register`](Reactor::register).
+    /// Closing the source removes it too.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the poller refuses (e.g. it was not registered).
+    pub fn deregister<S>(&mut self, source: &mut S) -> Result<(), Error>
+    where
+        S: mio::event::Source + ?Sized,
+    {
+        self.poll.registry().deregister(source)?;
+        Ok(())
+    }
+
+    /// Sets a timer on the reactor's own wheel: after `delay` (rounded up to
+    /// whole milliseconds, never early), a poll reports [`Event::Timer`] with
+    /// the returned id and `value`. A zero delay fires at the next poll.
+    ///
+    /// The caller's timers share the wheel with the pool's deadlines, so
+    /// [`next_timeout`](Reactor::next_timeout) and `poll` account for them:
+    /// an embedding loop has one deadline to wait for, not two to merge.
+    /// Costs: O(1), one clock read, no syscall; no allocation once the
+    /// wheel has room.
+    ///
+    /// [`Event::Timer`]: crate::Event::Timer
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRequest`] for a delay over ten years.
+    pub fn set_timer(&mut self, delay: Duration, value: u64) -> Result<TimerId, Error> {
+        let delay = crate::time::millis_ceil(delay);
+        if delay > crate::time::MAX_DELAY_MS {
+            return Err(Error::InvalidRequest {
+                reason: "timer delay is over 10 years",
+            });
+        }
+        let now = self.driver.now();
+        // `now` is rounded up: a zero delay must still be due at the next
+        // timer check, as a zero request timeout is.
+        let deadline = if delay == 0 {
+            now.saturating_sub(1)
+        } else {
+            now + delay
+        };
+        Ok(self.driver.pool.set_caller_timer(deadline, value))
+    }
+
+    /// Cancels a timer that has not fired, giving its value back. O(1).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTimer`], with nothing changed, if the timer already
+    /// fired (even if its event is still in the caller's buffer), was
+    /// cancelled, or is another reactor's.
+    pub fn cancel_timer(&mut self, id: TimerId) -> Result<u64, Error> {
+        self.driver.pool.cancel_caller_timer(id)
+    }
+
+    /// Number of caller timers that have neither fired nor been cancelled.
+    #[must_use]
+    pub fn timer_count(&self) -> usize {
+        self.driver.pool.caller_timer_count()
+    }
+
     /// Waits up to `timeout` (`None`: without limit) until at least one event
     /// is ready, and appends the events to `events`. Returns early with no
     /// events only when the timeout passes.
@@ -219,13 +339,14 @@ impl<C> Reactor<C> {
 
     /// How long an embedding loop may wait (on [`as_raw_fd`](Reactor::as_raw_fd)
     /// becoming readable) before it must call [`poll_events`](Reactor::poll_events):
-    /// zero when outcomes or returned connections are waiting, the time to
-    /// the next deadline rounded up to whole milliseconds, or `None` when no
+    /// zero when outcomes, returned connections or readiness left over from
+    /// a full tick are waiting, the time to the next deadline (the pool's or
+    /// a caller timer's) rounded up to whole milliseconds, or `None` when no
     /// deadline is set. Compute it after handling the tick's events, since
     /// dropping a connection makes it zero.
     #[must_use]
     pub fn next_timeout(&self) -> Option<Duration> {
-        if self.driver.pool.has_outcomes() || self.driver.has_returned() {
+        if self.must_not_wait() {
             return Some(Duration::ZERO);
         }
         let (_, now) = self.driver.clock();
@@ -259,6 +380,13 @@ impl<C> Reactor<C> {
         self.driver.pool.is_shut_down()
     }
 
+    /// Whether a tick has work without waiting: outcomes or timer events to
+    /// deliver, returned connections to take back, or readiness the last
+    /// tick left in the kernel.
+    fn must_not_wait(&self) -> bool {
+        self.more_ready || self.driver.pool.has_outcomes() || self.driver.has_returned()
+    }
+
     /// One tick. The clock is read once after the wait, and before it only
     /// when returned connections or a deadline need it: clock reads are a
     /// large share of the hit path's cost.
@@ -270,7 +398,7 @@ impl<C> Reactor<C> {
             driver.take_returned(now);
             driver.run_commands(self.poll.registry(), now);
         }
-        let wait = if driver.pool.has_outcomes() {
+        let wait = if self.more_ready || driver.pool.has_outcomes() {
             Some(Duration::ZERO)
         } else {
             match driver.pool.poll_timeout() {
@@ -288,17 +416,32 @@ impl<C> Reactor<C> {
             Err(e) => return Err(Error::Io(e)),
         }
         let (now, floor) = driver.clock();
+        let mut ready = 0;
         for event in self.mio_events.iter() {
             driver.handle_readiness(event, events, now);
+            ready += 1;
         }
+        // The kernel returns at most `max_events`; a full batch may have left
+        // more behind, and expired timers over the budget stay due.
+        self.more_ready = ready >= self.max_events;
         // After readiness, so a connect that completed late is known and
         // pooled; the core already failed its request if the deadline had
         // passed (see `Pool::handle_connected`).
-        driver.pool.handle_timeout(floor);
+        driver.pool.handle_timeout_bounded(floor, self.max_events);
         driver.run_commands(self.poll.registry(), now);
         driver.deliver(events);
+        driver.deliver_timers(events);
         Ok(())
     }
+}
+
+/// The poller token for a caller's `token`, refused if it is in the
+/// reactor's range.
+fn caller_token(token: mio::Token) -> Result<mio::Token, Error> {
+    if token.0 & driver::CALLER_BIT != 0 {
+        return Err(Error::TokenOutOfRange(token));
+    }
+    Ok(mio::Token(token.0 | driver::CALLER_BIT))
 }
 
 impl<C> AsRawFd for Reactor<C> {
