@@ -74,6 +74,8 @@
 //! 3. Handle the [`Events`]: each [`Event::Outcome`] answers one request with a
 //!    connection or an error; each [`Event::Ready`] says a lent connection is
 //!    readable or writable. Read and write until `WouldBlock`.
+//!    [`Event::Source`] and [`Event::Timer`] report the caller's own sources
+//!    and timers.
 //! 4. [`allocate`](Reactor::allocate), [`free`](Reactor::free) or drop
 //!    connections as your work requires.
 //! 5. Go back to 1, computing `next_timeout` afresh: allocating from the
@@ -81,6 +83,43 @@
 //!
 //! A program without its own loop calls [`poll`](Reactor::poll), which does
 //! 1 and 2 itself.
+//!
+//! A program can also make the reactor its whole loop: register its own
+//! sources ([`register`](Reactor::register), under its own tokens) and set
+//! timers on the reactor's wheel ([`set_timer`](Reactor::set_timer)). Their
+//! readiness and expiries come out of the same poll as outcomes. One tick
+//! handles at most [`max_events_per_tick`](Config::max_events_per_tick)
+//! readiness events and as many expired timers; the rest wait for the next
+//! call, which then does not block.
+//!
+//! # Threads
+//!
+//! A [`Reactor`] and the [`Connection`]s it lends share `Rc` state, so
+//! neither is `Send`: build each reactor inside the thread that polls it,
+//! and run one per thread for more cores. Nothing is shared between them.
+//!
+//! ```
+//! use keepalive::{Config, Reactor};
+//!
+//! let workers: Vec<_> = (0..2)
+//!     .map(|_| {
+//!         std::thread::spawn(|| {
+//!             let reactor: Reactor<u64> = Reactor::new(Config::default()).expect("config");
+//!             // ... this thread's loop ...
+//!             reactor.open_count()
+//!         })
+//!     })
+//!     .collect();
+//! for w in workers {
+//!     assert_eq!(w.join().expect("worker"), 0);
+//! }
+//! ```
+//!
+//! ```compile_fail
+//! // A reactor cannot be moved to another thread.
+//! let reactor: keepalive::Reactor<()> = keepalive::Reactor::new(Default::default()).unwrap();
+//! std::thread::spawn(move || drop(reactor));
+//! ```
 //!
 //! # Guarantees
 //!
@@ -94,7 +133,13 @@
 //! - A connection whose peer closed it, or that has unread data, is never
 //!   handed out from the pool once the reactor has polled after it happened,
 //!   even if the request was allocated before that poll.
-//! - The timeout covers the whole wait, from `allocate` to the outcome.
+//! - The timeout covers the whole wait, from `allocate` to the outcome. A
+//!   deadline that has passed wins: an outcome decided at a tick at or past
+//!   the request's deadline is the timeout (`connect`, `ETIMEDOUT`), whatever
+//!   else became ready in that tick; a connection that completed late idles
+//!   in the pool. A cache hit is decided at `allocate` and served whatever
+//!   its timeout.
+//! - Schemes compare without regard to case: `HTTPS` is TLS.
 //! - Misuse returns an [`Error`], never panics, and hands back what it took.
 
 mod config;
