@@ -35,8 +35,9 @@ pub struct Config {
     /// idle socket of another key to make room. Default 128; must be ≥ 1.
     pub max_open: usize,
     /// How long a freed connection stays idle in the pool before it is closed.
-    /// Default 15 s; must be at least 1 ms.
-    pub keep_alive: Duration,
+    /// Default 15 s; at least 1 ms. `None`: idle connections never expire
+    /// (for servers that decide: they close, and the pool notices).
+    pub keep_alive: Option<Duration>,
     /// Default request timeout, from `allocate` to the outcome, queue wait
     /// included. A request may set its own. Default 120 s.
     pub timeout: Duration,
@@ -62,6 +63,33 @@ pub struct Config {
     /// next call, which then does not block. Bounds the latency one tick can
     /// add to everything else in the caller's loop. Default 1024; must be ≥ 1.
     pub max_events_per_tick: usize,
+    /// A connection older than this (since its connect completed) is closed
+    /// when it comes back instead of being pooled, and an idle one is closed
+    /// when it reaches it (nginx's `keepalive_time`, curl's max-lifetime).
+    /// Default `None`: no limit.
+    pub max_lifetime: Option<Duration>,
+    /// A connection handed out this many times is closed when it comes back
+    /// (nginx's `keepalive_requests`). Default `None`: no limit; at least 1.
+    pub max_uses: Option<u32>,
+    /// Shortens each idle period's keep-alive and each connection's lifetime
+    /// by a random amount up to this, so connections made together do not
+    /// all expire together. Never lengthens them. Default zero: none.
+    pub expiry_jitter: Duration,
+    /// At most this many idle connections per key; a newly idle one over
+    /// the limit closes that key's least recently used idle connection.
+    /// Default `None`: only `max_per_host` bounds them; at least 1.
+    pub max_idle_per_key: Option<usize>,
+    /// At most this many requests wait in one key's queue; one more fails at
+    /// once (function `queue`, `EAGAIN`) instead of waiting. Default `None`:
+    /// unbounded, as the original.
+    pub max_pending_per_key: Option<usize>,
+    /// At most this many requests wait in all queues together; one more
+    /// fails at once as above. Default `None`: unbounded.
+    pub max_pending: Option<usize>,
+    /// Report [`Event::Lifecycle`](crate::Event::Lifecycle) for every
+    /// connection opened, parked idle and closed (with its
+    /// [`CloseReason`](crate::CloseReason)). Default off: nothing is queued.
+    pub lifecycle_events: bool,
 }
 
 impl Default for Config {
@@ -69,13 +97,20 @@ impl Default for Config {
         Config {
             max_per_host: 4,
             max_open: 128,
-            keep_alive: Duration::from_secs(15),
+            keep_alive: Some(Duration::from_secs(15)),
             timeout: Duration::from_secs(120),
             bind_address: None,
             nodelay: true,
             tls_schemes: vec![Cow::Borrowed("https")],
             tls: None,
             max_events_per_tick: 1024,
+            max_lifetime: None,
+            max_uses: None,
+            expiry_jitter: Duration::ZERO,
+            max_idle_per_key: None,
+            max_pending_per_key: None,
+            max_pending: None,
+            lifecycle_events: false,
         }
     }
 }
@@ -98,7 +133,64 @@ impl Config {
     /// Sets [`keep_alive`](Config::keep_alive).
     #[must_use]
     pub fn with_keep_alive(mut self, d: Duration) -> Self {
-        self.keep_alive = d;
+        self.keep_alive = Some(d);
+        self
+    }
+
+    /// Idle connections never expire: [`keep_alive`](Config::keep_alive)
+    /// `None`.
+    #[must_use]
+    pub fn with_keep_alive_forever(mut self) -> Self {
+        self.keep_alive = None;
+        self
+    }
+
+    /// Sets [`max_lifetime`](Config::max_lifetime).
+    #[must_use]
+    pub fn with_max_lifetime(mut self, d: Duration) -> Self {
+        self.max_lifetime = Some(d);
+        self
+    }
+
+    /// Sets [`max_uses`](Config::max_uses).
+    #[must_use]
+    pub fn with_max_uses(mut self, n: u32) -> Self {
+        self.max_uses = Some(n);
+        self
+    }
+
+    /// Sets [`expiry_jitter`](Config::expiry_jitter).
+    #[must_use]
+    pub fn with_expiry_jitter(mut self, d: Duration) -> Self {
+        self.expiry_jitter = d;
+        self
+    }
+
+    /// Sets [`max_idle_per_key`](Config::max_idle_per_key).
+    #[must_use]
+    pub fn with_max_idle_per_key(mut self, n: usize) -> Self {
+        self.max_idle_per_key = Some(n);
+        self
+    }
+
+    /// Sets [`max_pending_per_key`](Config::max_pending_per_key).
+    #[must_use]
+    pub fn with_max_pending_per_key(mut self, n: usize) -> Self {
+        self.max_pending_per_key = Some(n);
+        self
+    }
+
+    /// Sets [`max_pending`](Config::max_pending).
+    #[must_use]
+    pub fn with_max_pending(mut self, n: usize) -> Self {
+        self.max_pending = Some(n);
+        self
+    }
+
+    /// Sets [`lifecycle_events`](Config::lifecycle_events).
+    #[must_use]
+    pub fn with_lifecycle_events(mut self, on: bool) -> Self {
+        self.lifecycle_events = on;
         self
     }
 
@@ -151,9 +243,17 @@ impl Config {
         Ok(Limits {
             max_per_host: self.max_per_host,
             max_open: self.max_open,
-            keep_alive: millis_ceil(self.keep_alive),
+            keep_alive: self.keep_alive.map(millis_ceil),
             timeout: millis_ceil(self.timeout),
             bind_address: self.bind_address,
+            max_lifetime: self.max_lifetime.map(millis_ceil),
+            max_uses: self.max_uses,
+            // Rounded down: jitter only shortens, and never by more than asked.
+            jitter: u64::try_from(self.expiry_jitter.as_millis()).unwrap_or(u64::MAX),
+            max_idle_per_key: self.max_idle_per_key,
+            max_pending_per_key: self.max_pending_per_key,
+            max_pending: self.max_pending,
+            lifecycle_events: self.lifecycle_events,
         })
     }
 
@@ -178,18 +278,34 @@ impl Config {
         if self.max_events_per_tick == 0 {
             return bad("max_events_per_tick", "must be at least 1");
         }
-        if self.keep_alive < Duration::from_millis(1) {
-            return bad("keep_alive", "must be at least 1 ms");
+        let too_long = |d: Duration| millis_ceil(d) > crate::time::MAX_DELAY_MS;
+        if let Some(keep_alive) = self.keep_alive {
+            if keep_alive < Duration::from_millis(1) {
+                return bad("keep_alive", "must be at least 1 ms");
+            }
+            if too_long(keep_alive) {
+                return bad("keep_alive", "must be below 10 years");
+            }
         }
-        if crate::time::millis_ceil(self.keep_alive) > crate::time::MAX_DELAY_MS
-            || crate::time::millis_ceil(self.timeout) > crate::time::MAX_DELAY_MS
-        {
-            let field = if crate::time::millis_ceil(self.keep_alive) > crate::time::MAX_DELAY_MS {
-                "keep_alive"
-            } else {
-                "timeout"
-            };
-            return bad(field, "must be below 10 years");
+        if too_long(self.timeout) {
+            return bad("timeout", "must be below 10 years");
+        }
+        if let Some(lifetime) = self.max_lifetime {
+            if lifetime < Duration::from_millis(1) {
+                return bad("max_lifetime", "must be at least 1 ms");
+            }
+            if too_long(lifetime) {
+                return bad("max_lifetime", "must be below 10 years");
+            }
+        }
+        if too_long(self.expiry_jitter) {
+            return bad("expiry_jitter", "must be below 10 years");
+        }
+        if self.max_uses == Some(0) {
+            return bad("max_uses", "must be at least 1");
+        }
+        if self.max_idle_per_key == Some(0) {
+            return bad("max_idle_per_key", "must be at least 1");
         }
         Ok(())
     }

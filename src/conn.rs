@@ -21,26 +21,14 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
+use std::time::Duration;
 
 use mio::net::TcpStream;
 
+use crate::pool::Checkout;
+pub use crate::request::ConnId;
 use crate::request::FromCache;
 use crate::tls::TlsSession;
-
-/// Names a connection while its socket lives, and tags its
-/// [`Readiness`](crate::Readiness) events. Generational: a later socket in
-/// the same slot gets a different id.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId {
-    pub(crate) index: u32,
-    pub(crate) generation: u32,
-}
-
-impl fmt::Debug for ConnId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ConnId({}.{})", self.index, self.generation)
-    }
-}
 
 /// State shared by a reactor and the connections it lent.
 ///
@@ -132,6 +120,7 @@ pub struct Connection {
     id: ConnId,
     shared: Rc<Shared>,
     from_cache: Option<FromCache>,
+    checkout: Checkout,
     peer: SocketAddr,
     drained_at: Option<u64>,
     reusable: bool,
@@ -144,6 +133,7 @@ impl Connection {
         id: ConnId,
         shared: Rc<Shared>,
         from_cache: Option<FromCache>,
+        checkout: Checkout,
         peer: SocketAddr,
     ) -> Connection {
         // A pooled socket had an empty receive queue when this tick polled,
@@ -156,6 +146,7 @@ impl Connection {
             id,
             shared,
             from_cache,
+            checkout,
             peer,
             drained_at,
             reusable: true,
@@ -171,6 +162,27 @@ impl Connection {
     /// a new connection.
     pub fn from_cache(&self) -> Option<FromCache> {
         self.from_cache
+    }
+
+    /// How many times the pool has handed this connection out, this time
+    /// included: 1 for a new connection.
+    #[must_use]
+    pub fn uses(&self) -> u32 {
+        self.checkout.uses
+    }
+
+    /// How long ago its connect completed, at this checkout (whole
+    /// milliseconds of the reactor's clock).
+    #[must_use]
+    pub fn age(&self) -> Duration {
+        Duration::from_millis(self.checkout.age)
+    }
+
+    /// How long it sat idle in the pool before this checkout; zero for a new
+    /// connection.
+    #[must_use]
+    pub fn idle_for(&self) -> Duration {
+        Duration::from_millis(self.checkout.idle)
     }
 
     /// The remote address. No syscall.

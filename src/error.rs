@@ -148,11 +148,16 @@ pub enum Function {
     /// The reactor was shut down before the request was served
     /// (errno `ECANCELED`).
     Shutdown,
+    /// The request's wait queue was full
+    /// ([`max_pending_per_key`](crate::Config::max_pending_per_key) or
+    /// [`max_pending`](crate::Config::max_pending); errno `EAGAIN`): it
+    /// failed at once instead of waiting.
+    Queue,
 }
 
 impl Function {
-    /// The name the original uses: `"socket"`, `"bind"`, `"connect"`, `"tls"`,
-    /// `"shutdown"`.
+    /// The name the original uses: `"socket"`, `"bind"`, `"connect"`, `"tls"`;
+    /// and ours: `"shutdown"`, `"queue"`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -161,6 +166,7 @@ impl Function {
             Function::Connect => "connect",
             Function::Tls => "tls",
             Function::Shutdown => "shutdown",
+            Function::Queue => "queue",
         }
     }
 }
@@ -191,6 +197,11 @@ impl ConnectError {
     /// The request's deadline passed first: `connect`, `ETIMEDOUT`.
     pub(crate) fn timed_out() -> Self {
         ConnectError::from_errno(Function::Connect, libc::ETIMEDOUT)
+    }
+
+    /// The wait queue was full: `queue`, `EAGAIN`.
+    pub(crate) fn queue_full() -> Self {
+        ConnectError::from_errno(Function::Queue, libc::EAGAIN)
     }
 
     /// The reactor was shut down first: `shutdown`, `ECANCELED`.

@@ -93,6 +93,9 @@ pub enum Event<C> {
     Source(SourceReady),
     /// A caller timer fired.
     Timer(TimerFired),
+    /// A pooled connection opened, went idle or closed (only with
+    /// [`Config::lifecycle_events`](crate::Config::lifecycle_events)).
+    Lifecycle(crate::Lifecycle),
 }
 
 /// The caller-owned buffer `poll` appends events to.

@@ -146,10 +146,12 @@ mod config;
 mod conn;
 mod error;
 mod event;
+mod lifecycle;
 mod net;
 mod pool;
 mod reactor;
 mod request;
+mod stats;
 mod time;
 mod timer;
 mod tls;
@@ -159,8 +161,10 @@ pub use config::Config;
 pub use conn::{ConnId, Connection};
 pub use error::{AllocateError, ConnectError, Error, Function};
 pub use event::{Event, Events, FromCache, Outcome, Readiness, SourceReady, TimerFired};
+pub use lifecycle::{Change, CloseReason, Lifecycle};
 pub use reactor::Reactor;
 pub use request::{Request, RequestId, Target};
+pub use stats::{Counters, Counts, KeyStats, Stats};
 pub use timer::TimerId;
 
 /// The pool's timer wheel, exposed only for the benchmarks (cargo feature

@@ -232,3 +232,18 @@ impl fmt::Display for RequestId {
         write!(f, "{}:{}.{}", self.reactor, self.index, self.generation)
     }
 }
+
+/// Names a connection while its socket lives, and tags its
+/// [`Readiness`](crate::Readiness) and [`Lifecycle`](crate::Lifecycle) events. Generational: a later socket in
+/// the same slot gets a different id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+}
+
+impl fmt::Debug for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConnId({}.{})", self.index, self.generation)
+    }
+}

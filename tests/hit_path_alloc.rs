@@ -199,3 +199,47 @@ fn caller_sources_and_timers_allocate_nothing_once_warm() {
     });
     assert_eq!(n, 0, "allocations over 1000 source + timer cycles");
 }
+
+#[test]
+fn the_hit_path_with_stats_and_lifecycle_events_allocates_nothing() {
+    let server = Server::start();
+    let mut ka = reactor::<u64>(Config::default().with_lifecycle_events(true));
+    let mut events = Events::with_capacity(8);
+    let port = server.port();
+    let conn = connect(&mut ka, &mut events, request(port, 0));
+    ka.free(conn).unwrap();
+    let mut seen = 0u64;
+    let mut cycle = |ka: &mut keepalive::Reactor<u64>| {
+        ka.allocate(request(port, 1)).unwrap();
+        loop {
+            ka.poll_events(&mut events).unwrap();
+            let mut conn = None;
+            for e in events.drain() {
+                match e {
+                    Event::Outcome(o) => conn = Some(o.result.unwrap()),
+                    Event::Lifecycle(_) => seen += 1,
+                    _ => {}
+                }
+            }
+            if let Some(conn) = conn {
+                assert_eq!(conn.from_cache(), Some(FromCache::Immediate));
+                ka.free(conn).unwrap();
+                break;
+            }
+        }
+        std::hint::black_box(ka.stats());
+    };
+    for _ in 0..100 {
+        cycle(&mut ka);
+    }
+    let ((), n) = counting(|| {
+        for _ in 0..1000 {
+            cycle(&mut ka);
+        }
+    });
+    assert_eq!(
+        n, 0,
+        "allocations over 1000 cycles with stats and events on"
+    );
+    assert!(seen >= 1000, "every park was reported: {seen}");
+}

@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::error::ConnectError;
 use crate::request::{FromCache, RequestId, Target};
+use crate::time::Millis;
 
 /// Names one socket's slot. The generation tells a slot from a later one
 /// that reuses its index.
@@ -34,6 +35,7 @@ pub(crate) enum PoolOutcome<C> {
     Deliver {
         id: RequestId,
         slot: SlotId,
+        checkout: Checkout,
         from_cache: Option<FromCache>,
         target: Target,
         context: C,
@@ -45,6 +47,17 @@ pub(crate) enum PoolOutcome<C> {
         context: C,
         error: ConnectError,
     },
+}
+
+/// What a checkout knows about the connection it hands out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Checkout {
+    /// Times handed out, this one included.
+    pub(crate) uses: u32,
+    /// Milliseconds since its connect completed.
+    pub(crate) age: Millis,
+    /// Milliseconds it sat idle before this checkout (0 when new).
+    pub(crate) idle: Millis,
 }
 
 /// Where a slot is in its life, for the driver to route readiness.

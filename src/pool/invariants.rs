@@ -18,6 +18,42 @@ impl<C> Pool<C> {
     pub(crate) fn check_invariants(&mut self) {
         use std::collections::HashSet;
         let lim = self.limits;
+        // The stats snapshot against a recount.
+        let stats = self.stats();
+        let count =
+            |f: &dyn Fn(&SlotState) -> bool| self.slots.iter().filter(|(_, s)| f(&s.state)).count();
+        assert_eq!(
+            stats.total.connecting,
+            count(&|s| matches!(s, SlotState::Connecting { .. })),
+            "stats: connecting"
+        );
+        assert_eq!(
+            stats.total.lent,
+            count(&|s| matches!(s, SlotState::Reserved { .. } | SlotState::Lent)),
+            "stats: lent"
+        );
+        assert_eq!(
+            stats.total.idle,
+            count(&|s| *s == SlotState::Idle),
+            "stats: idle"
+        );
+        let waiting_now = self
+            .requests
+            .iter()
+            .filter(|(_, r)| matches!(r.state, RequestState::Waiting))
+            .count();
+        assert_eq!(stats.total.waiting, waiting_now, "stats: waiting");
+        if let Some(max) = lim.max_pending {
+            assert!(
+                waiting_now <= max,
+                "{waiting_now} waiting over max_pending {max}"
+            );
+        }
+        if let Some(max) = lim.max_uses {
+            for (i, s) in self.slots.iter() {
+                assert!(s.uses <= max, "slot {i} used {} times, max {max}", s.uses);
+            }
+        }
         assert_eq!(self.open, self.slots.len(), "open count");
         assert!(
             self.open <= lim.max_open,
@@ -51,6 +87,20 @@ impl<C> Pool<C> {
                 w.into_iter().map(|(i, _)| i).collect()
             };
             let requests = self.requests.iter().filter(|(_, r)| r.key == k).count();
+            let connecting = self
+                .slots
+                .iter()
+                .filter(|(_, s)| s.key == k && matches!(s.state, SlotState::Connecting { .. }))
+                .count();
+            if let Some(ks) = self.keys.get(k as usize) {
+                assert_eq!(ks.connecting, connecting, "key {k} connecting");
+                if let Some(max) = lim.max_idle_per_key {
+                    assert!(ks.idle.len() <= max, "key {k} idle over max_idle_per_key");
+                }
+                if let Some(max) = lim.max_pending_per_key {
+                    assert!(ks.waiting.len() <= max, "key {k} queue over its bound");
+                }
+            }
             let Some(ks) = self.keys.get(k as usize) else {
                 continue;
             };
@@ -109,9 +159,11 @@ impl<C> Pool<C> {
         for (i, s) in self.slots.iter() {
             let i = i as u32;
             match s.state {
-                SlotState::Idle => {
-                    assert!(s.timer.is_some(), "idle slot {i} without keep-alive timer")
-                }
+                SlotState::Idle => assert_eq!(
+                    s.timer.is_some(),
+                    lim.keep_alive.is_some() || s.retire_at.is_some(),
+                    "idle slot {i}: a timer exactly when it can expire"
+                ),
                 SlotState::Connecting { request: None } => {
                     assert!(s.timer.is_some(), "orphan slot {i} without deadline")
                 }

@@ -14,6 +14,8 @@ pub(super) struct KeyState {
     pub(super) target: Target,
     /// Connecting, reserved and lent slots.
     pub(super) busy: usize,
+    /// Of the busy slots, those connecting.
+    pub(super) connecting: usize,
     pub(super) idle: List,
     pub(super) waiting: List,
     /// Requests of this key without a delivered outcome.
@@ -28,6 +30,17 @@ pub(super) fn key_blocked(k: &mut KeyState) -> &mut Link {
 
 impl<C> Pool<C> {
     /// The key of `target`, created if new.
+    /// The key of `target`, if it has one.
+    pub(super) fn find_key(&self, target: &Target) -> Option<u32> {
+        let hash = self.hasher.hash_one(target);
+        let keys = &self.keys;
+        self.key_index
+            .find(hash, |&k| {
+                keys.get(k as usize).is_some_and(|s| s.target == *target)
+            })
+            .copied()
+    }
+
     pub(super) fn key_for(&mut self, target: &Target) -> u32 {
         let hash = self.hasher.hash_one(target);
         let keys = &self.keys;
@@ -39,6 +52,7 @@ impl<C> Pool<C> {
         let k = super::index32(self.keys.insert(KeyState {
             target: target.clone(),
             busy: 0,
+            connecting: 0,
             idle: List::default(),
             waiting: List::default(),
             requests: 0,

@@ -16,10 +16,24 @@ pub(crate) struct Limits {
     pub(crate) max_per_host: usize,
     /// Slots of any phase, at most.
     pub(crate) max_open: usize,
-    /// How long a slot stays idle before it is closed.
-    pub(crate) keep_alive: Millis,
+    /// How long a slot stays idle before it is closed; `None`: for ever.
+    pub(crate) keep_alive: Option<Millis>,
     /// A request's timeout when it sets none.
     pub(crate) timeout: Millis,
     /// Local address for requests that name none.
     pub(crate) bind_address: Option<IpAddr>,
+    /// A slot this old (since connected) is not pooled again.
+    pub(crate) max_lifetime: Option<Millis>,
+    /// A slot handed out this many times is not pooled again.
+    pub(crate) max_uses: Option<u32>,
+    /// Keep-alive and lifetime are shortened by a random amount below this.
+    pub(crate) jitter: Millis,
+    /// Idle slots per key, at most.
+    pub(crate) max_idle_per_key: Option<usize>,
+    /// Waiting requests per key, at most.
+    pub(crate) max_pending_per_key: Option<usize>,
+    /// Waiting requests in all, at most.
+    pub(crate) max_pending: Option<usize>,
+    /// Queue lifecycle events for the driver.
+    pub(crate) lifecycle_events: bool,
 }

@@ -73,6 +73,11 @@ impl List {
         self.len == 0
     }
 
+    /// The last entry.
+    pub(super) fn back(&self) -> Option<u32> {
+        (self.tail != NIL).then_some(self.tail)
+    }
+
     /// The first entry.
     pub(super) fn front(&self) -> Option<u32> {
         (self.head != NIL).then_some(self.head)

@@ -57,6 +57,8 @@ mod limits;
 mod list;
 #[cfg(test)]
 mod model;
+mod policy;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod timers;
@@ -68,11 +70,13 @@ use hashbrown::HashTable;
 use slab::Slab;
 
 use crate::error::{AllocateError, ConnectError, Error};
+use crate::lifecycle::{Change, CloseReason};
 use crate::request::FromCache;
 use crate::request::{Request, RequestId, Target};
+use crate::stats::Counters;
 use crate::time::{MAX_DELAY_MS, Millis, millis_ceil};
 use crate::wheel::{TimerKey, Wheel};
-pub(crate) use command::{Command, Phase, PoolOutcome, SlotId};
+pub(crate) use command::{Checkout, Command, Phase, PoolOutcome, SlotId};
 use key::{KeyState, key_blocked};
 pub(crate) use limits::Limits;
 use list::{Link, List};
@@ -110,8 +114,21 @@ struct Slot {
     key: u32,
     generation: u32,
     state: SlotState,
-    /// Keep-alive expiry while idle; connect deadline while an orphan.
+    /// Keep-alive (or lifetime) expiry while idle; connect deadline while an
+    /// orphan.
     timer: Option<TimerKey>,
+    /// What the idle timer ends: keep-alive or lifetime.
+    idle_end: CloseReason,
+    /// When the connect completed.
+    connected_at: Millis,
+    /// When it last went idle.
+    idle_since: Millis,
+    /// Past this (`max_lifetime`, jittered) it is not pooled again.
+    retire_at: Option<Millis>,
+    /// Times handed out.
+    uses: u32,
+    /// Named by `purge`: closed instead of pooled when it comes back.
+    purged: bool,
     /// In the key's idle list (most recently used first).
     key_idle: Link,
     /// In the pool's idle list (least recently used first).
@@ -182,10 +199,26 @@ pub(crate) struct Pool<C> {
     caller_timers: Slab<timers::CallerTimer>,
     /// Caller timers fired and not yet drained.
     expired: VecDeque<(crate::timer::TimerId, u64)>,
+    /// Connecting slots, over all keys.
+    connecting: usize,
+    /// Waiting requests, over all keys.
+    waiting: usize,
+    counters: Counters,
+    /// Lifecycle changes for the driver, when `limits.lifecycle_events`.
+    lifecycle: VecDeque<(SlotId, std::net::SocketAddr, Change)>,
+    /// Draws expiry jitter.
+    rng: policy::Rng,
     next_generation: u32,
     /// Tells this pool's request ids from other pools'.
     pool_id: u32,
     shut_down: bool,
+}
+
+/// A seed for expiry jitter that differs between pools and runs: the hash
+/// of a fresh hasher (hashbrown's default is randomly keyed).
+fn hasher_seed() -> u64 {
+    use std::hash::BuildHasher;
+    DefaultHashBuilder::default().hash_one(0x6b65_6570_616c_6976_u64)
 }
 
 /// Source of pool ids, unique in the process (until 2^32 pools were made).
@@ -208,6 +241,11 @@ impl<C> Pool<C> {
             ready: VecDeque::new(),
             caller_timers: Slab::new(),
             expired: VecDeque::new(),
+            connecting: 0,
+            waiting: 0,
+            counters: Counters::default(),
+            lifecycle: VecDeque::new(),
+            rng: policy::Rng::new(hasher_seed()),
             next_generation: 0,
             pool_id: NEXT_POOL_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             shut_down: false,
@@ -306,10 +344,10 @@ impl<C> Pool<C> {
         }));
         if let Some(k) = self.keys.get_mut(key as usize) {
             k.requests += 1;
-            k.waiting
-                .push_back(&mut self.requests, index, request_queue);
         }
+        self.enqueue(key, index, false);
         self.dispatch(key, now);
+        self.bound_queue(key, index);
         // Only a request that must wait or connect needs its timeout: a
         // cache hit is decided already, and skips a wheel insert + cancel.
         if let Some(r) = self.requests.get_mut(index as usize) {
@@ -340,8 +378,8 @@ impl<C> Pool<C> {
             .requests
             .get(index as usize)
             .and_then(|r| matches!(r.state, RequestState::Waiting).then_some(r.key));
-        if let Some(k) = queued_in.and_then(|key| self.keys.get_mut(key as usize)) {
-            k.waiting.remove(&mut self.requests, index, request_queue);
+        if let Some(key) = queued_in {
+            self.dequeue(key, index);
         }
         let Some(r) = self.requests.try_remove(index as usize) else {
             return Err(Error::UnknownRequest(id));
@@ -366,6 +404,8 @@ impl<C> Pool<C> {
 
     /// The socket of a connecting slot is connected.
     pub(crate) fn handle_connected(&mut self, slot: SlotId, now: Millis) {
+        let (max_lifetime, jitter) = (self.limits.max_lifetime, self.limits.jitter);
+        let retire_at = max_lifetime.map(|life| now.saturating_add(self.rng.shorten(life, jitter)));
         let Some(s) = self.slot_mut(slot) else { return };
         let SlotState::Connecting { request } = s.state else {
             debug_assert!(false, "connected slot {slot:?} is {:?}", s.state);
@@ -373,7 +413,12 @@ impl<C> Pool<C> {
         };
         let key = s.key;
         let timer = s.timer.take();
+        s.connected_at = now;
+        s.retire_at = retire_at;
         self.cancel_timer(timer);
+        self.not_connecting(key);
+        self.counters.connected += 1;
+        self.note(slot.index, Change::Opened);
         match request {
             Some(r) if !self.is_past_deadline(r, now) => self.reserve_slot(r, slot.index, None),
             Some(r) => {
@@ -395,26 +440,27 @@ impl<C> Pool<C> {
             return;
         };
         let key = s.key;
-        self.close_slot(slot.index);
+        self.close_slot(slot.index, CloseReason::ConnectFailed);
         if let Some(r) = request {
             self.fail(r, error);
         }
         self.after_release(key, now);
     }
 
-    /// An idle or reserved slot's socket is dead: the peer closed it or sent
-    /// data nobody asked for. It is closed; a request it was reserved for is
-    /// served again, first in its key's queue.
-    pub(crate) fn handle_dead(&mut self, slot: SlotId, now: Millis) {
+    /// An idle or reserved slot's socket is dead: the peer closed it
+    /// (`PeerClosed`) or sent data nobody asked for (`StrayData`). It is
+    /// closed; a request it was reserved for is served again, first in its
+    /// key's queue.
+    pub(crate) fn handle_dead(&mut self, slot: SlotId, reason: CloseReason, now: Millis) {
         let Some(s) = self.slot_mut(slot) else { return };
         let key = s.key;
         match s.state {
             SlotState::Idle => {
-                self.close_slot(slot.index);
+                self.close_slot(slot.index, reason);
                 self.after_release(key, now);
             }
             SlotState::Reserved { request } => {
-                self.close_slot(slot.index);
+                self.close_slot(slot.index, reason);
                 self.requeue_front(request, now);
                 self.after_release(key, now);
             }
@@ -434,7 +480,12 @@ impl<C> Pool<C> {
         if reusable && !self.shut_down {
             self.release(slot.index, key, now);
         } else {
-            self.close_slot(slot.index);
+            let reason = if self.shut_down {
+                CloseReason::Shutdown
+            } else {
+                CloseReason::ReturnedUnusable
+            };
+            self.close_slot(slot.index, reason);
             self.after_release(key, now);
         }
     }
@@ -487,13 +538,9 @@ impl<C> Pool<C> {
             let key = r.key;
             let state = std::mem::replace(&mut r.state, RequestState::Waiting);
             match state {
-                RequestState::Waiting => {
-                    if let Some(k) = self.keys.get_mut(key as usize) {
-                        k.waiting.remove(&mut self.requests, index, request_queue);
-                    }
-                }
+                RequestState::Waiting => self.dequeue(key, index),
                 RequestState::Connecting { slot } | RequestState::Reserved { slot, .. } => {
-                    self.close_slot(slot);
+                    self.close_slot(slot, CloseReason::Shutdown);
                 }
                 RequestState::Failed(_) => {}
             }
@@ -506,7 +553,7 @@ impl<C> Pool<C> {
             .map(|(i, _)| index32(i))
             .collect();
         for index in rest {
-            self.close_slot(index);
+            self.close_slot(index, CloseReason::Shutdown);
         }
         while self
             .open_blocked
@@ -526,8 +573,9 @@ impl<C> Pool<C> {
         self.commands.pop_front()
     }
 
-    /// Next decided request, if any. A delivered slot becomes `Lent`.
-    pub(crate) fn poll_outcome(&mut self) -> Option<PoolOutcome<C>> {
+    /// Next decided request, if any. A delivered slot becomes `Lent`; `now`
+    /// dates its checkout.
+    pub(crate) fn poll_outcome(&mut self, now: Millis) -> Option<PoolOutcome<C>> {
         while let Some(id) = self.ready.pop_front() {
             if !self.is_pending(id) {
                 continue;
@@ -551,13 +599,29 @@ impl<C> Pool<C> {
                         continue;
                     };
                     s.state = SlotState::Lent;
+                    s.uses = s.uses.saturating_add(1);
+                    let checkout = Checkout {
+                        uses: s.uses,
+                        age: now.saturating_sub(s.connected_at),
+                        idle: if from_cache.is_some() {
+                            now.saturating_sub(s.idle_since)
+                        } else {
+                            0
+                        },
+                    };
                     let slot = SlotId {
                         index: slot,
                         generation: s.generation,
                     };
+                    match from_cache {
+                        Some(FromCache::Immediate) => self.counters.immediate += 1,
+                        Some(FromCache::Deferred) => self.counters.deferred += 1,
+                        None => {}
+                    }
                     PoolOutcome::Deliver {
                         id,
                         slot,
+                        checkout,
                         from_cache,
                         target: r.target,
                         context: r.context,
@@ -667,7 +731,7 @@ impl<C> Pool<C> {
             if overdue {
                 // Its timer has not fired yet, but its deadline has passed:
                 // the timeout wins over a slot freed just now.
-                k.waiting.remove(&mut self.requests, head, request_queue);
+                self.dequeue(key, head);
                 self.fail(head, ConnectError::timed_out());
                 continue;
             }
@@ -684,9 +748,7 @@ impl<C> Pool<C> {
                 } else {
                     FromCache::Immediate
                 };
-                if let Some(k) = self.keys.get_mut(key as usize) {
-                    k.waiting.remove(&mut self.requests, head, request_queue);
-                }
+                self.dequeue(key, head);
                 self.reserve_slot(head, slot, Some(from_cache));
                 continue;
             }
@@ -700,7 +762,7 @@ impl<C> Pool<C> {
                     Some(victim) => {
                         let victim_key = self.slots.get(victim as usize).map(|s| s.key);
                         debug_assert_ne!(victim_key, Some(key), "a key with waiters has no idle");
-                        self.close_slot(victim);
+                        self.close_slot(victim, CloseReason::Evicted);
                         if let Some(vk) = victim_key {
                             self.maybe_remove_key(vk);
                         }
@@ -742,10 +804,11 @@ impl<C> Pool<C> {
         let Some(k) = self.keys.get_mut(key as usize) else {
             return;
         };
-        k.waiting.remove(&mut self.requests, head, request_queue);
         k.busy += 1;
+        k.connecting += 1;
         let addr = k.target.socket_addr();
         let bind = k.target.bind;
+        self.dequeue(key, head);
         let slot = index32(self.slots.insert(Slot {
             key,
             generation,
@@ -753,10 +816,17 @@ impl<C> Pool<C> {
                 request: Some(head),
             },
             timer: None,
+            idle_end: CloseReason::KeepAliveExpired,
+            connected_at: 0,
+            idle_since: 0,
+            retire_at: None,
+            uses: 0,
+            purged: false,
             key_idle: Link::UNLINKED,
             lru: Link::UNLINKED,
         }));
         self.open += 1;
+        self.connecting += 1;
         if let Some(r) = self.requests.get_mut(head as usize) {
             r.state = RequestState::Connecting { slot };
         }
@@ -796,6 +866,10 @@ impl<C> Pool<C> {
             return;
         };
         let timer = req.timer.take();
+        self.counters.count_failure(error.function());
+        if error.is_timeout() {
+            self.counters.timeouts += 1;
+        }
         req.state = RequestState::Failed(error);
         let id = RequestId {
             reactor: self.pool_id,
@@ -820,9 +894,7 @@ impl<C> Pool<C> {
         req.state = RequestState::Waiting;
         let timer = self.wheel.insert(deadline, TimerOwner::Request(r));
         req.timer = Some(timer);
-        if let Some(k) = self.keys.get_mut(key as usize) {
-            k.waiting.push_front(&mut self.requests, r, request_queue);
-        }
+        self.enqueue(key, r, true);
     }
 
     /// A key's slot stopped being connecting/reserved/lent.
@@ -838,13 +910,16 @@ impl<C> Pool<C> {
     /// keep-alive timer set and cancelled in between; with no waiter it
     /// idles. Then freed capacity serves whoever can use it.
     fn release(&mut self, slot: u32, key: u32, now: Millis) {
+        if let Some(reason) = self.retire_reason(slot, now) {
+            self.close_slot(slot, reason);
+            self.after_release(key, now);
+            return;
+        }
         let waiter = loop {
             let Some(head) = self.keys.get(key as usize).and_then(|k| k.waiting.front()) else {
                 break None;
             };
-            if let Some(k) = self.keys.get_mut(key as usize) {
-                k.waiting.remove(&mut self.requests, head, request_queue);
-            }
+            self.dequeue(key, head);
             if self.is_overdue(head, now) {
                 self.fail(head, ConnectError::timed_out());
                 continue;
@@ -881,39 +956,62 @@ impl<C> Pool<C> {
     /// Puts a slot (already not busy) in the idle lists with a keep-alive
     /// deadline.
     fn make_idle(&mut self, slot: u32, now: Millis) {
+        let keep_alive = self
+            .limits
+            .keep_alive
+            .map(|ka| now.saturating_add(self.rng.shorten(ka, self.limits.jitter)));
         let Some(s) = self.slots.get_mut(slot as usize) else {
             return;
         };
         s.state = SlotState::Idle;
+        s.idle_since = now;
         let key = s.key;
-        let timer = self.wheel.insert(
-            now.saturating_add(self.limits.keep_alive),
-            TimerOwner::Slot(slot),
-        );
-        if let Some(s) = self.slots.get_mut(slot as usize) {
-            s.timer = Some(timer);
+        // The earlier of keep-alive expiry and end of life ends the idle
+        // period; neither: it idles until the peer or the pool closes it.
+        let end = match (keep_alive, s.retire_at) {
+            (Some(ka), Some(life)) if life < ka => Some((life, CloseReason::Lifetime)),
+            (Some(ka), _) => Some((ka, CloseReason::KeepAliveExpired)),
+            (None, Some(life)) => Some((life, CloseReason::Lifetime)),
+            (None, None) => None,
+        };
+        if let Some((deadline, reason)) = end {
+            s.idle_end = reason;
+            let timer = self.wheel.insert(deadline, TimerOwner::Slot(slot));
+            if let Some(s) = self.slots.get_mut(slot as usize) {
+                s.timer = Some(timer);
+            }
         }
         if let Some(k) = self.keys.get_mut(key as usize) {
             k.idle.push_front(&mut self.slots, slot, slot_key_idle);
         }
         self.idle_lru.push_back(&mut self.slots, slot, slot_lru);
+        self.note(slot, Change::Parked);
+        self.bound_idle(key);
     }
 
-    /// Forgets a slot of any phase and tells the driver to close its socket.
-    /// The caller deals with a request the slot was serving.
-    fn close_slot(&mut self, slot: u32) {
+    /// Forgets a slot of any phase and tells the driver to close its socket,
+    /// counting (and, if asked, reporting) why. The caller deals with a
+    /// request the slot was serving.
+    fn close_slot(&mut self, slot: u32, reason: CloseReason) {
         let Some(s) = self.slots.get(slot as usize) else {
             return;
         };
         let key = s.key;
-        if s.state == SlotState::Idle {
-            if let Some(k) = self.keys.get_mut(key as usize) {
-                k.idle.remove(&mut self.slots, slot, slot_key_idle);
+        match s.state {
+            SlotState::Idle => {
+                if let Some(k) = self.keys.get_mut(key as usize) {
+                    k.idle.remove(&mut self.slots, slot, slot_key_idle);
+                }
+                self.idle_lru.remove(&mut self.slots, slot, slot_lru);
             }
-            self.idle_lru.remove(&mut self.slots, slot, slot_lru);
-        } else {
-            self.unbusy(key);
+            SlotState::Connecting { .. } => {
+                self.not_connecting(key);
+                self.unbusy(key);
+            }
+            SlotState::Reserved { .. } | SlotState::Lent => self.unbusy(key),
         }
+        self.counters.count_close(reason);
+        self.note(slot, Change::Closed(reason));
         let Some(mut s) = self.slots.try_remove(slot as usize) else {
             return;
         };
@@ -935,14 +1033,12 @@ impl<C> Pool<C> {
         let key = r.key;
         match r.state {
             RequestState::Waiting => {
-                if let Some(k) = self.keys.get_mut(key as usize) {
-                    k.waiting.remove(&mut self.requests, index, request_queue);
-                }
+                self.dequeue(key, index);
                 self.fail(index, ConnectError::timed_out());
                 self.dispatch(key, now);
             }
             RequestState::Connecting { slot } => {
-                self.close_slot(slot);
+                self.close_slot(slot, CloseReason::ConnectTimedOut);
                 self.fail(index, ConnectError::timed_out());
                 self.after_release(key, now);
             }
@@ -959,8 +1055,13 @@ impl<C> Pool<C> {
         s.timer = None;
         let key = s.key;
         match s.state {
-            SlotState::Idle | SlotState::Connecting { request: None } => {
-                self.close_slot(index);
+            SlotState::Idle => {
+                let reason = s.idle_end;
+                self.close_slot(index, reason);
+                self.after_release(key, now);
+            }
+            SlotState::Connecting { request: None } => {
+                self.close_slot(index, CloseReason::ConnectTimedOut);
                 self.after_release(key, now);
             }
             state => debug_assert!(false, "slot timer fired in {state:?}"),

@@ -74,6 +74,8 @@ struct Model {
     contexts_out: HashSet<u64>,
     next_ctx: u64,
     shut_down: bool,
+    /// Sockets closed so far.
+    closes: u64,
 }
 
 impl Model {
@@ -213,7 +215,7 @@ fn step(pool: &mut Pool<u64>, m: &mut Model, op: &Op) {
                 return;
             }
             quiet.sort_by_key(|s| (s.index, s.generation));
-            pool.handle_dead(quiet[pick % quiet.len()], m.now);
+            pool.handle_dead(quiet[pick % quiet.len()], CloseReason::PeerClosed, m.now);
         }
         Op::Advance(ms) => {
             m.now += ms;
@@ -232,6 +234,7 @@ fn step(pool: &mut Pool<u64>, m: &mut Model, op: &Op) {
         })
     });
     let mut served = Vec::new();
+    let mut closed = Vec::new();
     // Commands first (the driver runs them right after each input).
     while let Some(command) = pool.poll_command() {
         match command {
@@ -243,9 +246,30 @@ fn step(pool: &mut Pool<u64>, m: &mut Model, op: &Op) {
                     served.push(r);
                 }
             }
-            Command::Close { slot } => m.close(slot),
+            Command::Close { slot } => {
+                m.close(slot);
+                closed.push(slot);
+            }
         }
     }
+    // Every close has exactly one reason event, and no reason event lacks a
+    // close.
+    let mut reasons = Vec::new();
+    while let Some((slot, _, change)) = pool.poll_lifecycle() {
+        if let Change::Closed(reason) = change {
+            reasons.push((slot, reason));
+        }
+    }
+    let mut reason_slots: Vec<SlotId> = reasons.iter().map(|&(s, _)| s).collect();
+    reason_slots.sort_by_key(|s| (s.index, s.generation));
+    closed.sort_by_key(|s| (s.index, s.generation));
+    assert_eq!(reason_slots, closed, "close reason events vs closes");
+    m.closes += closed.len() as u64;
+    assert_eq!(
+        pool.stats().counters.closes_total(),
+        m.closes,
+        "close counters vs closes"
+    );
     // Cache hits: reserved requests are served too.
     for (i, r) in pool.requests.iter() {
         if matches!(
@@ -291,21 +315,40 @@ fn step(pool: &mut Pool<u64>, m: &mut Model, op: &Op) {
         }
     }
     if matches!(op, Op::Drain) {
-        while let Some(outcome) = pool.poll_outcome() {
+        while let Some(outcome) = pool.poll_outcome(m.now) {
             match outcome {
                 PoolOutcome::Deliver {
-                    id, slot, context, ..
+                    id,
+                    slot,
+                    context,
+                    checkout,
+                    ..
                 } => {
                     assert!(
                         m.sockets.contains_key(&slot),
                         "delivered closed socket {slot:?}"
                     );
+                    if let Some(max) = pool.limits.max_uses {
+                        assert!(
+                            checkout.uses <= max,
+                            "{slot:?} handed out a {}th time",
+                            checkout.uses
+                        );
+                    }
+
                     assert!(m.lent.insert(slot), "{slot:?} lent twice");
                     m.outcome(id, context);
                 }
                 PoolOutcome::Fail {
                     id, context, error, ..
                 } => {
+                    if error.function() == Function::Queue {
+                        assert!(
+                            pool.limits.max_pending_per_key.is_some()
+                                || pool.limits.max_pending.is_some(),
+                            "queue overflow without a bound"
+                        );
+                    }
                     if error.is_timeout() {
                         let deadline = m.pending.get(&id).map(|p| p.2);
                         assert!(
@@ -340,13 +383,65 @@ fn step(pool: &mut Pool<u64>, m: &mut Model, op: &Op) {
     pool.check_invariants();
 }
 
-fn run(max_per_host: usize, max_open: usize, keep_alive: u64, ops: &[Op]) {
+/// The policies a run uses besides the original's limits.
+#[derive(Clone, Copy, Debug)]
+struct Policies {
+    keep_alive: Option<u64>,
+    max_lifetime: Option<u64>,
+    max_uses: Option<u32>,
+    jitter: u64,
+    max_idle_per_key: Option<usize>,
+    max_pending_per_key: Option<usize>,
+    max_pending: Option<usize>,
+}
+
+fn policies() -> impl Strategy<Value = Policies> {
+    (
+        prop::option::weighted(0.9, 1u64..3_000),
+        prop::option::weighted(0.3, 1u64..5_000),
+        prop::option::weighted(0.3, 1u32..4),
+        prop_oneof![Just(0u64), 0u64..500],
+        prop::option::weighted(0.3, 1usize..3),
+        prop::option::weighted(0.3, 0usize..3),
+        prop::option::weighted(0.2, 0usize..4),
+    )
+        .prop_map(
+            |(
+                keep_alive,
+                max_lifetime,
+                max_uses,
+                jitter,
+                max_idle_per_key,
+                max_pending_per_key,
+                max_pending,
+            )| {
+                Policies {
+                    keep_alive,
+                    max_lifetime,
+                    max_uses,
+                    jitter,
+                    max_idle_per_key,
+                    max_pending_per_key,
+                    max_pending,
+                }
+            },
+        )
+}
+
+fn run(max_per_host: usize, max_open: usize, p: Policies, ops: &[Op]) {
     let limits = Limits {
         max_per_host,
         max_open,
-        keep_alive,
+        keep_alive: p.keep_alive,
         timeout: 5_000,
         bind_address: None,
+        max_lifetime: p.max_lifetime,
+        max_uses: p.max_uses,
+        jitter: p.jitter,
+        max_idle_per_key: p.max_idle_per_key,
+        max_pending_per_key: p.max_pending_per_key,
+        max_pending: p.max_pending,
+        lifecycle_events: true,
     };
     let mut pool = Pool::new(limits);
     let mut m = Model {
@@ -361,6 +456,7 @@ fn run(max_per_host: usize, max_open: usize, keep_alive: u64, ops: &[Op]) {
         contexts_out: HashSet::new(),
         next_ctx: 0,
         shut_down: false,
+        closes: 0,
     };
     for op in ops {
         step(&mut pool, &mut m, op);
@@ -402,9 +498,9 @@ proptest! {
     fn pool_keeps_its_promises(
         max_per_host in 1usize..=3,
         max_open in 1usize..=5,
-        keep_alive in 1u64..3_000,
+        policies in policies(),
         ops in prop::collection::vec(op(), 1..150),
     ) {
-        run(max_per_host, max_open, keep_alive, &ops);
+        run(max_per_host, max_open, policies, &ops);
     }
 }

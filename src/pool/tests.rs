@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::error::Function;
+use crate::lifecycle::{Change, CloseReason};
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -14,9 +15,16 @@ fn limits(max_per_host: usize, max_open: usize) -> Limits {
     Limits {
         max_per_host,
         max_open,
-        keep_alive: 15_000,
+        keep_alive: Some(15_000),
         timeout: 120_000,
         bind_address: None,
+        max_lifetime: None,
+        max_uses: None,
+        jitter: 0,
+        max_idle_per_key: None,
+        max_pending_per_key: None,
+        max_pending: None,
+        lifecycle_events: true,
     }
 }
 
@@ -76,7 +84,7 @@ impl Harness {
     }
 
     fn outcomes(&mut self) -> Vec<Seen> {
-        let seen = std::iter::from_fn(|| self.pool.poll_outcome())
+        let seen = std::iter::from_fn(|| self.pool.poll_outcome(self.now))
             .map(|o| match o {
                 PoolOutcome::Deliver {
                     slot,
@@ -521,7 +529,7 @@ fn reserved_socket_that_dies_before_delivery_is_replaced() {
     h.returned(a, true);
     h.returned(b, true);
     h.alloc(80, 3); // reserves b (MRU)
-    h.pool.handle_dead(b, h.now);
+    h.pool.handle_dead(b, CloseReason::PeerClosed, h.now);
     h.pool.check_invariants();
     assert_eq!(h.commands(), vec![Command::Close { slot: b }]);
     assert_eq!(
@@ -535,7 +543,7 @@ fn reserved_socket_that_dies_before_delivery_is_replaced() {
 
     h.returned(a, true);
     h.alloc(80, 4);
-    h.pool.handle_dead(a, h.now);
+    h.pool.handle_dead(a, CloseReason::PeerClosed, h.now);
     h.pool.check_invariants();
     let slot = match h.commands().as_slice() {
         [Command::Close { slot }, Command::Connect { slot: new, .. }] => {
@@ -561,7 +569,7 @@ fn idle_socket_closed_by_peer_frees_capacity() {
     let mut h = Harness::new(limits(4, 1));
     let a = h.lend_new(80, 1);
     h.returned(a, true);
-    h.pool.handle_dead(a, h.now);
+    h.pool.handle_dead(a, CloseReason::PeerClosed, h.now);
     h.pool.check_invariants();
     assert_eq!(h.commands(), vec![Command::Close { slot: a }]);
     assert_eq!(h.pool.open_count(), 0);
@@ -718,7 +726,7 @@ fn reserved_socket_dying_after_the_deadline_times_the_request_out() {
         h.commands().is_empty(),
         "a reserved request has no running timeout"
     );
-    h.pool.handle_dead(slot, h.now);
+    h.pool.handle_dead(slot, CloseReason::PeerClosed, h.now);
     h.pool.check_invariants();
     assert_eq!(h.commands(), vec![Command::Close { slot }], "no reconnect");
     assert_eq!(h.outcomes(), vec![timed_out(1)]);
@@ -893,4 +901,261 @@ fn bounded_timeout_handling_leaves_the_rest_due() {
         .collect();
     assert_eq!(values.len(), 5);
     h.pool.check_invariants();
+}
+
+// ----- policies -----------------------------------------------------------
+
+fn with(f: impl FnOnce(&mut Limits)) -> Harness {
+    let mut l = limits(4, 128);
+    f(&mut l);
+    Harness::new(l)
+}
+
+fn closes(h: &mut Harness) -> Vec<CloseReason> {
+    std::iter::from_fn(|| h.pool.poll_lifecycle())
+        .filter_map(|(_, _, change)| match change {
+            Change::Closed(reason) => Some(reason),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn lifetime_is_checked_at_return_on_both_sides_of_the_deadline() {
+    let mut h = with(|l| l.max_lifetime = Some(1_000));
+    let slot = h.lend_new(80, 1); // connected at 0
+    h.now = 999;
+    h.returned(slot, true);
+    assert_eq!(h.pool.idle_count(), 1, "pooled 1 ms before its lifetime");
+    h.alloc(80, 2);
+    h.outcomes();
+    h.now = 1_000;
+    h.returned(slot, true);
+    assert_eq!(h.commands(), vec![Command::Close { slot }]);
+    assert_eq!(closes(&mut h), vec![CloseReason::Lifetime]);
+    assert_eq!(h.pool.stats().counters.closes(CloseReason::Lifetime), 1);
+}
+
+#[test]
+fn an_idle_connection_is_closed_when_its_lifetime_ends_before_its_keep_alive() {
+    let mut h = with(|l| l.max_lifetime = Some(1_000));
+    let slot = h.lend_new(80, 1);
+    h.returned(slot, true);
+    h.at(999);
+    assert_eq!(h.pool.idle_count(), 1);
+    h.at(1_000);
+    assert_eq!(h.commands(), vec![Command::Close { slot }]);
+    assert_eq!(closes(&mut h), vec![CloseReason::Lifetime]);
+}
+
+#[test]
+fn uses_are_counted_and_the_last_allowed_use_closes_on_return() {
+    let mut h = with(|l| l.max_uses = Some(2));
+    let slot = h.lend_new(80, 1);
+    h.returned(slot, true); // used once: pooled
+    assert_eq!(h.pool.idle_count(), 1);
+    h.alloc(80, 2);
+    let outcome = std::iter::from_fn(|| h.pool.poll_outcome(h.now)).next();
+    let Some(PoolOutcome::Deliver { checkout, .. }) = outcome else {
+        panic!("no delivery")
+    };
+    assert_eq!(checkout.uses, 2);
+    h.returned(slot, true); // used max_uses times: closed
+    assert_eq!(h.commands(), vec![Command::Close { slot }]);
+    assert_eq!(closes(&mut h), vec![CloseReason::Uses]);
+}
+
+#[test]
+fn jitter_shortens_within_its_bound_and_never_lengthens() {
+    let mut rng = policy::Rng::new(7);
+    let draws: Vec<Millis> = (0..10_000).map(|_| rng.shorten(1_000, 200)).collect();
+    assert!(
+        draws.iter().all(|&d| (800..=1_000).contains(&d)),
+        "out of bounds"
+    );
+    assert!(draws.iter().any(|&d| d < 820), "the low end is reached");
+    assert!(draws.iter().any(|&d| d > 980), "the high end is reached");
+    assert_eq!(rng.shorten(1_000, 0), 1_000, "no jitter, no change");
+    assert!(
+        (0..1_000).all(|_| rng.shorten(5, 1_000) >= 1),
+        "never below 1 ms"
+    );
+
+    // Through the pool: 50 connections idle together expire apart, all
+    // within [keep_alive - jitter, keep_alive].
+    let mut h = with(|l| {
+        l.max_per_host = 50;
+        l.keep_alive = Some(1_000);
+        l.jitter = 200;
+    });
+    let slots: Vec<SlotId> = (0..50).map(|i| h.lend_new(80, i)).collect();
+    for &s in &slots {
+        h.returned(s, true);
+    }
+    h.at(799);
+    assert_eq!(
+        h.pool.idle_count(),
+        50,
+        "nothing expires before keep_alive - jitter"
+    );
+    h.at(900);
+    let early = 50 - h.pool.idle_count();
+    assert!(early > 0 && early < 50, "{early} of 50 expired by 900 ms");
+    h.at(1_000);
+    assert_eq!(h.pool.idle_count(), 0, "all expired by keep_alive");
+}
+
+#[test]
+fn idle_overflow_closes_the_keys_least_recently_used() {
+    let mut h = with(|l| l.max_idle_per_key = Some(1));
+    let a = h.lend_new(80, 1);
+    let b = h.lend_new(80, 2);
+    h.returned(a, true);
+    assert!(h.commands().is_empty(), "at the limit: kept");
+    h.returned(b, true);
+    assert_eq!(
+        h.commands(),
+        vec![Command::Close { slot: a }],
+        "over it: a goes"
+    );
+    let reasons: Vec<CloseReason> = closes(&mut h);
+    assert_eq!(reasons, vec![CloseReason::IdleOverflow]);
+    h.alloc(80, 3);
+    assert_eq!(
+        h.outcomes(),
+        vec![Seen::Deliver {
+            ctx: 3,
+            slot: b,
+            from_cache: Some(FromCache::Immediate)
+        }]
+    );
+}
+
+#[test]
+fn keep_alive_none_never_expires() {
+    let mut h = with(|l| l.keep_alive = None);
+    let slot = h.lend_new(80, 1);
+    h.returned(slot, true);
+    assert_eq!(h.pool.poll_timeout(), None, "no timer at all");
+    h.at(MAX_DELAY_MS);
+    assert_eq!(h.pool.idle_count(), 1);
+    h.pool.handle_dead(slot, CloseReason::PeerClosed, h.now);
+    assert_eq!(h.pool.idle_count(), 0, "the peer still closes it");
+}
+
+fn queue_full() -> Seen {
+    Seen::Fail {
+        ctx: 0,
+        function: Function::Queue,
+        errno: Some(libc::EAGAIN),
+    }
+}
+
+#[test]
+fn the_key_queue_bound_holds_at_the_bound_and_refuses_one_past_it() {
+    let mut h = with(|l| {
+        l.max_per_host = 1;
+        l.max_pending_per_key = Some(2);
+    });
+    let _lent = h.lend_new(80, 1);
+    h.alloc(80, 2);
+    h.alloc(80, 3);
+    assert!(h.outcomes().is_empty(), "two wait: at the bound");
+    h.alloc(80, 0);
+    assert_eq!(h.outcomes(), vec![queue_full()], "the third fails at once");
+    assert_eq!(h.pool.stats().total.waiting, 2);
+    assert_eq!(h.pool.stats().counters.queue_overflows, 1);
+    assert_eq!(h.pool.stats().counters.failures(Function::Queue), 1);
+    // Another key's queue is its own.
+    h.alloc(81, 4);
+    assert!(h.outcomes().is_empty());
+}
+
+#[test]
+fn the_global_queue_bound_counts_every_key() {
+    let mut h = with(|l| {
+        l.max_per_host = 1;
+        l.max_pending = Some(2);
+    });
+    let _a = h.lend_new(80, 1);
+    let _b = h.lend_new(81, 2);
+    h.alloc(80, 3);
+    h.alloc(81, 4);
+    assert!(h.outcomes().is_empty());
+    h.alloc(80, 0);
+    assert_eq!(h.outcomes(), vec![queue_full()]);
+}
+
+#[test]
+fn purge_closes_idle_and_marks_busy_connections() {
+    let mut h = with(|_| {});
+    let idle = h.lend_new(80, 1);
+    let lent = h.lend_new(80, 2);
+    let other = h.lend_new(81, 3);
+    h.returned(idle, true);
+    h.returned(other, true);
+    closes(&mut h);
+    let target = Request::new("http", LOCAL, 80, ()).target().clone();
+    assert_eq!(h.pool.purge(&target, h.now), (1, 1));
+    assert_eq!(h.commands(), vec![Command::Close { slot: idle }]);
+    h.returned(lent, true);
+    assert_eq!(h.commands(), vec![Command::Close { slot: lent }]);
+    assert_eq!(
+        closes(&mut h),
+        vec![CloseReason::Purged, CloseReason::Purged]
+    );
+    assert_eq!(
+        h.pool.idle_count(),
+        1,
+        "another key's idle connection stays"
+    );
+    h.alloc(80, 4);
+    assert!(matches!(h.commands().as_slice(), [Command::Connect { .. }]));
+}
+
+#[test]
+fn lifecycle_events_tell_each_step_and_counters_add_up() {
+    let mut h = with(|_| {});
+    let slot = h.lend_new(80, 1);
+    h.returned(slot, true);
+    h.alloc(80, 2);
+    h.outcomes();
+    h.returned(slot, true);
+    h.at(30_000);
+    let changes: Vec<Change> = std::iter::from_fn(|| h.pool.poll_lifecycle())
+        .map(|(s, addr, change)| {
+            assert_eq!(s, slot);
+            assert_eq!(addr.port(), 80);
+            change
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            Change::Opened,
+            Change::Parked,
+            Change::Parked,
+            Change::Closed(CloseReason::KeepAliveExpired)
+        ]
+    );
+    let c = h.pool.stats().counters;
+    assert_eq!((c.connected, c.immediate, c.deferred), (1, 1, 0));
+    assert_eq!(c.closes_total(), 1);
+}
+
+#[test]
+fn lifecycle_events_off_queue_nothing() {
+    let mut h = with(|l| l.lifecycle_events = false);
+    let slot = h.lend_new(80, 1);
+    h.returned(slot, true);
+    h.at(30_000);
+    assert!(h.pool.poll_lifecycle().is_none());
+    assert_eq!(
+        h.pool
+            .stats()
+            .counters
+            .closes(CloseReason::KeepAliveExpired),
+        1,
+        "counted all the same"
+    );
 }

@@ -15,6 +15,7 @@ use mio::{Interest, Token};
 use crate::conn::{ConnId, Connection, Returned, Shared};
 use crate::error::{ConnectError, Function};
 use crate::event::{Event, Events, Outcome, Readiness, SourceReady, TimerFired};
+use crate::lifecycle::{CloseReason, Lifecycle};
 use crate::net;
 use crate::pool::{Command, Phase, Pool, PoolOutcome, SlotId};
 use crate::time::Millis;
@@ -53,17 +54,26 @@ pub(super) struct SocketEntry {
 }
 
 impl SocketEntry {
-    /// Whether an idle socket that became readable is still fit to pool:
-    /// a plaintext socket must have nothing to read (a peek tells, and a
-    /// stale edge from its lent period reads as empty); a TLS socket may
-    /// have received session tickets or key updates, which rustls consumes.
-    fn is_quiet(&mut self) -> bool {
+    /// Why an idle socket that became readable is no longer fit to pool, or
+    /// `None` if it still is: a plaintext socket must have nothing to read
+    /// (a peek tells, and a stale edge from its lent period reads as empty);
+    /// a TLS socket may have received session tickets or key updates, which
+    /// rustls consumes.
+    fn idle_check(&mut self) -> Option<CloseReason> {
         let Some(stream) = self.stream.as_mut() else {
-            return false;
+            return Some(CloseReason::PeerClosed);
         };
         match self.tls.as_mut() {
-            Some(tls) => tls.idle_readable(stream) == IdleVerdict::StillIdle,
-            None => matches!(net::peek(stream.as_raw_fd()), net::Peek::Empty),
+            Some(tls) => match tls.idle_readable(stream) {
+                IdleVerdict::StillIdle => None,
+                // close_notify, an alert, EOF, or records rustls refused.
+                IdleVerdict::Dead => Some(CloseReason::PeerClosed),
+            },
+            None => match net::peek(stream.as_raw_fd()) {
+                net::Peek::Empty => None,
+                net::Peek::Data => Some(CloseReason::StrayData),
+                net::Peek::Eof | net::Peek::Error => Some(CloseReason::PeerClosed),
+            },
         }
     }
 
@@ -90,7 +100,7 @@ impl SocketEntry {
         // reads prove it empty if they drained it since the last readiness;
         // otherwise one peek tells.
         let drained = drained_at.is_some_and(|tick| tick >= self.last_ready);
-        drained || self.is_quiet()
+        drained || self.idle_check().is_none()
     }
 }
 
@@ -189,11 +199,13 @@ impl<C> Driver<C> {
         match phase {
             Phase::Connecting => self.check_connect(slot, now),
             Phase::Idle | Phase::Reserved if read_side => {
-                let dead = event.is_read_closed()
-                    || event.is_error()
-                    || !self.entry(slot.index).is_quiet();
-                if dead {
-                    self.pool.handle_dead(slot, now);
+                let dead = if event.is_read_closed() || event.is_error() {
+                    Some(CloseReason::PeerClosed)
+                } else {
+                    self.entry(slot.index).idle_check()
+                };
+                if let Some(reason) = dead {
+                    self.pool.handle_dead(slot, reason, now);
                 }
             }
             Phase::Idle | Phase::Reserved => {}
@@ -361,6 +373,20 @@ impl<C> Driver<C> {
         self.pool.handle_returned(slot, poolable, now);
     }
 
+    /// Turns the pool's lifecycle changes into events.
+    pub(super) fn deliver_lifecycle(&mut self, events: &mut Events<C>) {
+        while let Some((slot, peer, change)) = self.pool.poll_lifecycle() {
+            events.list.push(Event::Lifecycle(Lifecycle {
+                conn: ConnId {
+                    index: slot.index,
+                    generation: slot.generation,
+                },
+                peer,
+                change,
+            }));
+        }
+    }
+
     /// Turns fired caller timers into events.
     pub(super) fn deliver_timers(&mut self, events: &mut Events<C>) {
         while let Some((id, value)) = self.pool.poll_expired() {
@@ -369,12 +395,13 @@ impl<C> Driver<C> {
     }
 
     /// Turns decided requests into outcome events.
-    pub(super) fn deliver(&mut self, events: &mut Events<C>) {
-        while let Some(outcome) = self.pool.poll_outcome() {
+    pub(super) fn deliver(&mut self, events: &mut Events<C>, now: Millis) {
+        while let Some(outcome) = self.pool.poll_outcome(now) {
             let event = match outcome {
                 PoolOutcome::Deliver {
                     id,
                     slot,
+                    checkout,
                     from_cache,
                     target,
                     context,
@@ -391,6 +418,7 @@ impl<C> Driver<C> {
                             },
                             Rc::clone(&self.shared),
                             from_cache,
+                            checkout,
                             target.socket_addr(),
                         )),
                         None => {

@@ -23,7 +23,8 @@ use crate::conn::{Connection, Shared};
 use crate::error::{AllocateError, Error};
 use crate::event::Events;
 use crate::pool::Pool;
-use crate::request::{Request, RequestId};
+use crate::request::{Request, RequestId, Target};
+use crate::stats::{KeyStats, Stats};
 use crate::timer::TimerId;
 use driver::Driver;
 
@@ -356,6 +357,38 @@ impl<C> Reactor<C> {
             .map(|deadline| Duration::from_millis(deadline.saturating_sub(now)))
     }
 
+    /// An exact snapshot: sockets connecting, lent and idle and requests
+    /// waiting, over all keys, and the counters since the reactor was made
+    /// (hits, new connections, timeouts, failures by function, closes by
+    /// reason, queue overflows). O(1), no allocation, no syscall: the pool
+    /// keeps every number as it changes state.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        self.driver.pool.stats()
+    }
+
+    /// The same counts per pool key, written into `out` (cleared first).
+    /// O(keys); it allocates only to grow `out` (keep one and reuse it) or
+    /// to copy a target's owned strings.
+    pub fn key_stats(&self, out: &mut Vec<KeyStats>) {
+        self.driver.pool.key_stats(out);
+    }
+
+    /// Closes `target`'s idle connections (reason
+    /// [`Purged`](crate::CloseReason::Purged)) and marks its connecting and
+    /// lent ones to be closed instead of pooled when they come back: after
+    /// an upstream changed or kept failing. Requests keep being served, by
+    /// new connections. Returns how many connections were closed now and
+    /// how many were marked. Targets compare as pool keys do (an outcome's
+    /// `target`, or a request's, names one). O(connections).
+    pub fn purge(&mut self, target: &Target) -> (usize, usize) {
+        let now = self.driver.now();
+        self.driver.take_returned(now);
+        let counts = self.driver.pool.purge(target, now);
+        self.driver.run_commands(self.poll.registry(), now);
+        counts
+    }
+
     /// Number of idle connections in the pool.
     #[must_use]
     pub fn idle_count(&self) -> usize {
@@ -429,7 +462,8 @@ impl<C> Reactor<C> {
         // passed (see `Pool::handle_connected`).
         driver.pool.handle_timeout_bounded(floor, self.max_events);
         driver.run_commands(self.poll.registry(), now);
-        driver.deliver(events);
+        driver.deliver(events, now);
+        driver.deliver_lifecycle(events);
         driver.deliver_timers(events);
         Ok(())
     }
