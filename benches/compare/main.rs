@@ -475,65 +475,84 @@ fn closing_server() -> SocketAddr {
 }
 
 /// Hit path: allocate from the pool → poll → free, one at a time or 64.
+/// Measured twice: as configured by default, and with lifecycle events on
+/// and `stats()` read every cycle (the `observed` peer), to show what
+/// observability costs the hit path.
 fn hit_path(settings: Settings) -> Vec<Figure> {
     let (addr, _held) = holding_server();
     let mut out = Vec::new();
     for (figure, batch) in [("hit_c1", 1usize), ("hit_c64", 64)] {
-        let mut ka: Reactor<()> =
-            Reactor::new(Config::default().with_max_per_host(batch)).expect("reactor");
-        let mut events = Events::with_capacity(batch * 2);
-        // Warm: `batch` connections in the pool.
-        let mut conns = Vec::new();
-        for _ in 0..batch {
-            ka.allocate(Request::new("http", LOCALHOST, addr.port(), ()))
-                .expect("allocate");
-        }
-        while conns.len() < batch {
-            ka.poll(&mut events, Some(CAP)).expect("poll");
-            for e in events.drain() {
-                if let Event::Outcome(o) = e {
-                    conns.push(o.result.expect("connect"));
-                }
-            }
-        }
-        for c in conns.drain(..) {
-            ka.free(c).expect("free");
-        }
-        let mut ours = |limit: Duration| {
-            let start = Instant::now();
-            let mut cycles = 0u64;
-            while start.elapsed() < limit {
-                for _ in 0..64 {
-                    for _ in 0..batch {
-                        ka.allocate(Request::new("http", LOCALHOST, addr.port(), ()))
-                            .expect("allocate");
-                    }
-                    while conns.len() < batch {
-                        ka.poll_events(&mut events).expect("poll");
-                        for e in events.drain() {
-                            if let Event::Outcome(o) = e {
-                                conns.push(o.result.expect("hit"));
-                            }
-                        }
-                    }
-                    for c in conns.drain(..) {
-                        ka.free(c).expect("free");
-                    }
-                    cycles += batch as u64;
-                }
-            }
-            cycles as f64 / start.elapsed().as_secs_f64()
-        };
+        let mut ours = hit_cycles(addr, batch, false);
+        let mut observed = hit_cycles(addr, batch, true);
         let mut deadpool = |limit| peers::deadpool_hits(batch, limit);
         let mut bb8 = |limit| peers::bb8_hits(batch, limit);
-        let r = interleaved(settings, vec![&mut ours, &mut deadpool, &mut bb8]);
+        let r = interleaved(
+            settings,
+            vec![&mut ours, &mut deadpool, &mut bb8, &mut observed],
+        );
         out.push(
             Figure::new(figure, "cycles/s", true, r[0])
                 .peer("deadpool", r[1])
-                .peer("bb8", r[2]),
+                .peer("bb8", r[2])
+                .peer("observed", r[3]),
         );
     }
     out
+}
+
+/// A warm reactor with `batch` pooled connections to `addr`, and a closure
+/// that runs hit cycles on it for a while and returns cycles/s. `observed`
+/// turns lifecycle events on and reads `stats()` once per cycle.
+fn hit_cycles(addr: SocketAddr, batch: usize, observed: bool) -> impl FnMut(Duration) -> f64 {
+    let config = Config::default()
+        .with_max_per_host(batch)
+        .with_lifecycle_events(observed);
+    let mut ka: Reactor<()> = Reactor::new(config).expect("reactor");
+    let mut events = Events::with_capacity(batch * 4);
+    let mut conns = Vec::new();
+    for _ in 0..batch {
+        ka.allocate(Request::new("http", LOCALHOST, addr.port(), ()))
+            .expect("allocate");
+    }
+    while conns.len() < batch {
+        ka.poll(&mut events, Some(CAP)).expect("poll");
+        for e in events.drain() {
+            if let Event::Outcome(o) = e {
+                conns.push(o.result.expect("connect"));
+            }
+        }
+    }
+    for c in conns.drain(..) {
+        ka.free(c).expect("free");
+    }
+    move |limit: Duration| {
+        let start = Instant::now();
+        let mut cycles = 0u64;
+        while start.elapsed() < limit {
+            for _ in 0..64 {
+                for _ in 0..batch {
+                    ka.allocate(Request::new("http", LOCALHOST, addr.port(), ()))
+                        .expect("allocate");
+                }
+                while conns.len() < batch {
+                    ka.poll_events(&mut events).expect("poll");
+                    for e in events.drain() {
+                        if let Event::Outcome(o) = e {
+                            conns.push(o.result.expect("hit"));
+                        }
+                    }
+                }
+                for c in conns.drain(..) {
+                    ka.free(c).expect("free");
+                }
+                if observed {
+                    std::hint::black_box(ka.stats());
+                }
+                cycles += batch as u64;
+            }
+        }
+        cycles as f64 / start.elapsed().as_secs_f64()
+    }
 }
 
 /// One concurrency level of the HTTP chart: (conc, ours, hyper, wrk) for
