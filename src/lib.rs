@@ -79,7 +79,7 @@
 //! 4. [`allocate`](Reactor::allocate), [`free`](Reactor::free) or drop
 //!    connections as your work requires.
 //! 5. Go back to 1, computing `next_timeout` afresh: allocating from the
-//!    pool or dropping a connection makes it zero.
+//!    pool, freeing or dropping a connection makes it zero.
 //!
 //! A program without its own loop calls [`poll`](Reactor::poll), which does
 //! 1 and 2 itself.

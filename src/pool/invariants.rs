@@ -156,14 +156,25 @@ impl<C> Pool<C> {
         }
         assert_eq!(self.key_index.len(), self.keys.len(), "key index size");
         assert_eq!(self.idle_lru.len(), all_idle, "global idle list");
+        let unstamped = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.stamp.is_linked())
+            .count();
+        assert_eq!(self.unstamped.len(), unstamped, "unstamped list");
         for (i, s) in self.slots.iter() {
             let i = i as u32;
             match s.state {
-                SlotState::Idle => assert_eq!(
-                    s.timer.is_some(),
-                    lim.keep_alive.is_some() || s.retire_at.is_some(),
-                    "idle slot {i}: a timer exactly when it can expire"
-                ),
+                SlotState::Idle => {
+                    let stamped = s.timer.is_some();
+                    let waiting = s.stamp.is_linked();
+                    assert!(!(stamped && waiting), "idle slot {i} stamped twice");
+                    assert_eq!(
+                        stamped || waiting,
+                        lim.keep_alive.is_some() || s.retire_at.is_some(),
+                        "idle slot {i}: a timer (or one to come) exactly when it can expire"
+                    );
+                }
                 SlotState::Connecting { request: None } => {
                     assert!(s.timer.is_some(), "orphan slot {i} without deadline")
                 }

@@ -133,6 +133,8 @@ struct Slot {
     key_idle: Link,
     /// In the pool's idle list (least recently used first).
     lru: Link,
+    /// In `unstamped`: idle, its expiry not set yet.
+    stamp: Link,
 }
 
 fn slot_key_idle(s: &mut Slot) -> &mut Link {
@@ -140,6 +142,9 @@ fn slot_key_idle(s: &mut Slot) -> &mut Link {
 }
 fn slot_lru(s: &mut Slot) -> &mut Link {
     &mut s.lru
+}
+fn slot_stamp(s: &mut Slot) -> &mut Link {
+    &mut s.stamp
 }
 
 enum RequestState {
@@ -160,6 +165,9 @@ struct RequestEntry<C> {
     target: Target,
     context: C,
     state: RequestState,
+    /// The request's timeout, for a deadline set after `allocate`.
+    timeout: Millis,
+    /// `Millis::MAX` for a cache hit, which has none until it must wait.
     deadline: Millis,
     timer: Option<TimerKey>,
     /// Left waiting by `allocate`: a later cache hit is `Deferred`.
@@ -192,6 +200,9 @@ pub(crate) struct Pool<C> {
     /// Every slot: connecting, reserved, lent and idle.
     open: usize,
     idle_lru: List,
+    /// Idle slots whose expiry timer waits for the next `stamp_idle`: a slot
+    /// reused before then never touches the wheel.
+    unstamped: List,
     open_blocked: List,
     commands: VecDeque<Command>,
     ready: VecDeque<RequestId>,
@@ -236,6 +247,7 @@ impl<C> Pool<C> {
             wheel: Wheel::new(),
             open: 0,
             idle_lru: List::default(),
+            unstamped: List::default(),
             open_blocked: List::default(),
             commands: VecDeque::new(),
             ready: VecDeque::new(),
@@ -256,10 +268,15 @@ impl<C> Pool<C> {
 
     /// Takes a request. Its outcome is queued for `poll_outcome`, never
     /// returned here.
+    ///
+    /// `now` is the driver's time of its last tick; `clock` reads the time
+    /// afresh, and is called only for a request that must wait or connect,
+    /// whose deadline must count from this moment (a cache hit has none).
     pub(crate) fn allocate(
         &mut self,
         mut request: Request<C>,
         now: Millis,
+        clock: impl FnOnce() -> Millis,
     ) -> Result<RequestId, AllocateError<C>> {
         let refuse = |error, request| {
             Err(AllocateError {
@@ -321,13 +338,6 @@ impl<C> Pool<C> {
         }
         let key = self.key_for(&request.target);
         let generation = self.generation();
-        // `now` may be rounded up by up to 1 ms (see the driver's clock); a
-        // zero timeout must still expire at the very next timer check.
-        let deadline = if timeout == 0 {
-            now.saturating_sub(1)
-        } else {
-            now.saturating_add(timeout)
-        };
         let Request {
             target, context, ..
         } = request;
@@ -337,7 +347,9 @@ impl<C> Pool<C> {
             target,
             context,
             state: RequestState::Waiting,
-            deadline,
+            timeout,
+            // Set below once it is known to need one.
+            deadline: Millis::MAX,
             timer: None,
             waited: false,
             queue: Link::UNLINKED,
@@ -356,7 +368,15 @@ impl<C> Pool<C> {
                 r.state,
                 RequestState::Waiting | RequestState::Connecting { .. }
             ) {
-                r.timer = Some(self.wheel.insert(deadline, TimerOwner::Request(index)));
+                // The clock is rounded up (see the driver); a zero timeout
+                // must still expire at the very next timer check.
+                let now = clock();
+                r.deadline = if timeout == 0 {
+                    now.saturating_sub(1)
+                } else {
+                    now.saturating_add(timeout)
+                };
+                r.timer = Some(self.wheel.insert(r.deadline, TimerOwner::Request(index)));
             }
         }
         Ok(RequestId {
@@ -738,6 +758,7 @@ impl<C> Pool<C> {
             if let Some(slot) = k.idle.pop_front(&mut self.slots, slot_key_idle) {
                 k.busy += 1;
                 self.idle_lru.remove(&mut self.slots, slot, slot_lru);
+                self.unstamped.remove(&mut self.slots, slot, slot_stamp);
                 if let Some(s) = self.slots.get_mut(slot as usize) {
                     let timer = s.timer.take();
                     self.cancel_timer(timer);
@@ -824,6 +845,7 @@ impl<C> Pool<C> {
             purged: false,
             key_idle: Link::UNLINKED,
             lru: Link::UNLINKED,
+            stamp: Link::UNLINKED,
         }));
         self.open += 1;
         self.connecting += 1;
@@ -886,6 +908,15 @@ impl<C> Pool<C> {
         let Some(req) = self.requests.get_mut(r as usize) else {
             return;
         };
+        if req.deadline == Millis::MAX {
+            // A cache hit had no deadline: count its timeout from now,
+            // later than from its allocate, never earlier.
+            req.deadline = if req.timeout == 0 {
+                now.saturating_sub(1)
+            } else {
+                now.saturating_add(req.timeout)
+            };
+        }
         let (key, deadline) = (req.key, req.deadline);
         if now >= deadline {
             self.fail(r, ConnectError::timed_out());
@@ -956,37 +987,61 @@ impl<C> Pool<C> {
     /// Puts a slot (already not busy) in the idle lists with a keep-alive
     /// deadline.
     fn make_idle(&mut self, slot: u32, now: Millis) {
-        let keep_alive = self
-            .limits
-            .keep_alive
-            .map(|ka| now.saturating_add(self.rng.shorten(ka, self.limits.jitter)));
+        let expires = self.limits.keep_alive.is_some();
         let Some(s) = self.slots.get_mut(slot as usize) else {
             return;
         };
         s.state = SlotState::Idle;
         s.idle_since = now;
         let key = s.key;
-        // The earlier of keep-alive expiry and end of life ends the idle
-        // period; neither: it idles until the peer or the pool closes it.
-        let end = match (keep_alive, s.retire_at) {
-            (Some(ka), Some(life)) if life < ka => Some((life, CloseReason::Lifetime)),
-            (Some(ka), _) => Some((ka, CloseReason::KeepAliveExpired)),
-            (None, Some(life)) => Some((life, CloseReason::Lifetime)),
-            (None, None) => None,
-        };
-        if let Some((deadline, reason)) = end {
-            s.idle_end = reason;
-            let timer = self.wheel.insert(deadline, TimerOwner::Slot(slot));
-            if let Some(s) = self.slots.get_mut(slot as usize) {
-                s.timer = Some(timer);
-            }
-        }
+        let expires = expires || s.retire_at.is_some();
         if let Some(k) = self.keys.get_mut(key as usize) {
             k.idle.push_front(&mut self.slots, slot, slot_key_idle);
         }
         self.idle_lru.push_back(&mut self.slots, slot, slot_lru);
+        if expires {
+            self.unstamped.push_back(&mut self.slots, slot, slot_stamp);
+        }
         self.note(slot, Change::Parked);
         self.bound_idle(key);
+    }
+
+    /// Sets the expiry timer of every slot that went idle since the last
+    /// call, counting from `now`: the earlier of keep-alive expiry (jittered)
+    /// and end of life. The driver calls it once per tick, after its one
+    /// clock read, so keep-alive counts from the first tick after a return
+    /// (never less than `keep_alive`), and a slot reused before that tick
+    /// costs no timer at all.
+    pub(crate) fn stamp_idle(&mut self, now: Millis) {
+        while let Some(slot) = self.unstamped.pop_front(&mut self.slots, slot_stamp) {
+            let keep_alive = self
+                .limits
+                .keep_alive
+                .map(|ka| now.saturating_add(self.rng.shorten(ka, self.limits.jitter)));
+            let Some(s) = self.slots.get_mut(slot as usize) else {
+                continue;
+            };
+            // Neither: it idles until the peer or the pool closes it (and
+            // was never put in `unstamped`).
+            let end = match (keep_alive, s.retire_at) {
+                (Some(ka), Some(life)) if life < ka => Some((life, CloseReason::Lifetime)),
+                (Some(ka), _) => Some((ka, CloseReason::KeepAliveExpired)),
+                (None, Some(life)) => Some((life, CloseReason::Lifetime)),
+                (None, None) => None,
+            };
+            if let Some((deadline, reason)) = end {
+                s.idle_end = reason;
+                let timer = self.wheel.insert(deadline, TimerOwner::Slot(slot));
+                if let Some(s) = self.slots.get_mut(slot as usize) {
+                    s.timer = Some(timer);
+                }
+            }
+        }
+    }
+
+    /// Whether idle slots wait for `stamp_idle`.
+    pub(crate) fn has_unstamped(&self) -> bool {
+        !self.unstamped.is_empty()
     }
 
     /// Forgets a slot of any phase and tells the driver to close its socket,
@@ -1003,6 +1058,7 @@ impl<C> Pool<C> {
                     k.idle.remove(&mut self.slots, slot, slot_key_idle);
                 }
                 self.idle_lru.remove(&mut self.slots, slot, slot_lru);
+                self.unstamped.remove(&mut self.slots, slot, slot_stamp);
             }
             SlotState::Connecting { .. } => {
                 self.not_connecting(key);

@@ -133,7 +133,8 @@ fn step(pool: &mut Pool<u64>, m: &mut Model, op: &Op) {
             if let Some(t) = timeout {
                 req = req.timeout(Duration::from_millis(t));
             }
-            match pool.allocate(req, m.now) {
+            let now = m.now;
+            match pool.allocate(req, now, || now) {
                 Ok(id) => {
                     assert!(!m.shut_down, "allocate accepted after shutdown");
                     let deadline = match timeout.unwrap_or(pool.limits.timeout) {
@@ -218,13 +219,30 @@ fn step(pool: &mut Pool<u64>, m: &mut Model, op: &Op) {
             pool.handle_dead(quiet[pick % quiet.len()], CloseReason::PeerClosed, m.now);
         }
         Op::Advance(ms) => {
+            // A tick: the driver stamps idle slots, then fires deadlines.
             m.now += ms;
+            pool.stamp_idle(m.now);
             pool.handle_timeout(m.now);
         }
         Op::Drain => {}
         Op::Shutdown => {
             m.shut_down = true;
             pool.shutdown();
+        }
+    }
+    // A cache hit has no deadline (it did not wait); if its socket dies
+    // before delivery it waits again, and its timeout counts from then.
+    for (id, p) in &mut m.pending {
+        let Some(e) = pool.requests.get(id.index as usize) else {
+            continue;
+        };
+        if e.generation == id.generation && e.deadline != Millis::MAX && e.deadline != p.2 {
+            let fresh = match e.timeout {
+                0 => m.now.saturating_sub(1),
+                t => m.now + t,
+            };
+            assert_eq!(e.deadline, fresh, "{id:?}: a requeued hit counts from now");
+            p.2 = fresh;
         }
     }
     // A served request whose reserved socket died waits again.
@@ -373,8 +391,14 @@ fn step(pool: &mut Pool<u64>, m: &mut Model, op: &Op) {
             });
             assert!(
                 !undecided,
-                "{id:?} still pending at {} past deadline {deadline}",
-                m.now
+                "{id:?} still pending at {} past deadline {deadline} (pool: {:?})",
+                m.now,
+                pool.requests.get(id.index as usize).map(|e| (
+                    e.deadline,
+                    e.timeout,
+                    e.timer.is_some(),
+                    e.waited
+                ))
             );
         }
     }

@@ -66,7 +66,8 @@ impl Harness {
     }
 
     fn alloc_req(&mut self, req: Request<u64>) -> RequestId {
-        let id = self.pool.allocate(req, self.now).unwrap();
+        let now = self.now;
+        let id = self.pool.allocate(req, now, || now).unwrap();
         self.pool.check_invariants();
         id
     }
@@ -112,13 +113,19 @@ impl Harness {
         self.pool.check_invariants();
     }
 
+    /// A connection comes back, and a tick follows at once (the driver
+    /// stamps idle expiry at its next tick).
     fn returned(&mut self, slot: SlotId, reusable: bool) {
         self.pool.handle_returned(slot, reusable, self.now);
         self.pool.check_invariants();
+        self.pool.stamp_idle(self.now);
+        self.pool.check_invariants();
     }
 
+    /// A tick at `now`.
     fn at(&mut self, now: Millis) {
         self.now = now;
+        self.pool.stamp_idle(now);
         self.pool.handle_timeout(now);
         self.pool.check_invariants();
     }
@@ -627,7 +634,7 @@ fn shutdown_fails_pending_closes_idle_and_refuses_new() {
     assert_eq!(seen, vec![cancelled(3), cancelled(4)]);
     let err = h
         .pool
-        .allocate(Request::new("http", LOCAL, 80, 5), h.now)
+        .allocate(Request::new("http", LOCAL, 80, 5), h.now, || 0)
         .unwrap_err();
     assert!(matches!(err.error, Error::ShutDown));
     assert_eq!(err.into_request().into_context(), 5);
@@ -645,12 +652,12 @@ fn invalid_requests_are_refused_with_the_request() {
     let mut h = Harness::new(limits(1, 128));
     let err = h
         .pool
-        .allocate(Request::new("", LOCAL, 80, 1), 0)
+        .allocate(Request::new("", LOCAL, 80, 1), 0, || 0)
         .unwrap_err();
     assert!(matches!(err.error, Error::InvalidRequest { .. }));
     let err = h
         .pool
-        .allocate(Request::new("http", LOCAL, 0, 2), 0)
+        .allocate(Request::new("http", LOCAL, 0, 2), 0, || 0)
         .unwrap_err();
     assert!(matches!(err.error, Error::InvalidRequest { .. }));
     assert_eq!(err.into_request().into_context(), 2);
@@ -659,6 +666,7 @@ fn invalid_requests_are_refused_with_the_request() {
         .allocate(
             Request::new("http", LOCAL, 80, 3).timeout(Duration::from_secs(u64::MAX / 2)),
             0,
+            || 0,
         )
         .unwrap_err();
     assert!(matches!(err.error, Error::InvalidRequest { .. }));

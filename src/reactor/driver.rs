@@ -31,6 +31,8 @@ pub(super) struct Driver<C> {
     /// Swapped with `shared.returned` each tick; see `take_returned`.
     pub(super) returned_spare: Vec<Returned>,
     pub(super) epoch: Instant,
+    /// See `tick_now`.
+    pub(super) tick_now: Millis,
     pub(super) nodelay: bool,
     pub(super) tls_schemes: Vec<Cow<'static, str>>,
     /// The caller's, or the default built on first use.
@@ -123,25 +125,40 @@ pub(super) fn read_clock() -> Instant {
     Instant::now()
 }
 
+/// Milliseconds since `epoch`, as (rounded up, rounded down), from one
+/// clock read.
+pub(super) fn since(epoch: Instant) -> (Millis, Millis) {
+    let elapsed = read_clock().saturating_duration_since(epoch);
+    let floor = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    (crate::time::millis_ceil(elapsed), floor)
+}
+
 /// Set on the poller token of every source the caller registers, and on none
 /// of the reactor's own: the two can never collide.
 pub(super) const CALLER_BIT: usize = 1 << (usize::BITS - 1);
 
 impl<C> Driver<C> {
-    /// The clock read for inputs, which may schedule deadlines: milliseconds
-    /// since the reactor started, rounded up, so that `now + timeout` is never
-    /// earlier than the real deadline.
-    pub(super) fn now(&self) -> Millis {
-        self.clock().0
+    /// The time of the last clock read, rounded up: what `allocate`, `free`
+    /// and the other calls between ticks stamp their inputs with, without
+    /// reading the clock. It is never later than the real time, so checks
+    /// against it ("is this deadline past?") are never early; what it
+    /// schedules counts from a moment no later than the call.
+    pub(super) fn tick_now(&self) -> Millis {
+        self.tick_now
     }
 
-    /// One clock read, as (rounded up, rounded down): inputs take the first,
-    /// firing deadlines takes the second, so a deadline fires only once the
-    /// real time has reached it.
-    pub(super) fn clock(&self) -> (Millis, Millis) {
-        let elapsed = read_clock().saturating_duration_since(self.epoch);
-        let floor = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-        (crate::time::millis_ceil(elapsed), floor)
+    /// Reads the clock and makes it the tick's time: (rounded up, rounded
+    /// down). Inputs take the first, firing deadlines the second, so a
+    /// deadline fires only once the real time has reached it.
+    pub(super) fn read_time(&mut self) -> (Millis, Millis) {
+        let (ceil, floor) = self.peek_clock();
+        self.tick_now = self.tick_now.max(ceil);
+        (self.tick_now, floor)
+    }
+
+    /// Reads the clock without making it the tick's time.
+    pub(super) fn peek_clock(&self) -> (Millis, Millis) {
+        since(self.epoch)
     }
 
     /// Whether connections were dropped since the last tick.
@@ -425,7 +442,7 @@ impl<C> Driver<C> {
                             // The table lost the socket: never expected, but
                             // the request still gets exactly one outcome.
                             debug_assert!(false, "no socket for delivered {slot:?}");
-                            self.pool.handle_returned(slot, false, self.now());
+                            self.pool.handle_returned(slot, false, self.tick_now);
                             Err(ConnectError::new(
                                 Function::Connect,
                                 io::Error::other("socket lost"),
