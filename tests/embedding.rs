@@ -93,6 +93,7 @@ fn next_timeout_is_zero_after_a_cache_hit_allocate() {
     let mut events = Events::new();
     let conn = connect(&mut ka, &mut events, request(server.port(), ()));
     ka.free(conn).unwrap();
+    ka.poll_events(&mut events).unwrap(); // sets the keep-alive expiry
     assert_ne!(
         ka.next_timeout(),
         Some(Duration::ZERO),
