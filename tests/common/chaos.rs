@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use super::LOCALHOST;
+use super::{CAP, LOCALHOST};
 
 /// What the server does with a connection it accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,6 +128,7 @@ impl Chaos {
 
     /// Resets every connection the server holds (`SO_LINGER` 0, then close:
     /// an RST). Returns how many, once every RST has been sent.
+    #[track_caller]
     pub fn reset_all(&self) -> usize {
         self.end_all(|fd| {
             let fd = unsafe_borrow(fd);
@@ -140,6 +141,7 @@ impl Chaos {
 
     /// Closes every connection the server holds (FIN). Returns how many, once
     /// every socket is closed.
+    #[track_caller]
     pub fn close_all(&self) -> usize {
         self.end_all(|fd| {
             let _ = socket2::SockRef::from(&unsafe_borrow(fd)).shutdown(Shutdown::Both);
@@ -177,15 +179,17 @@ impl Chaos {
 
     /// Closes the listener: later connects are refused (`ECONNREFUSED`).
     /// Connections already accepted are kept. Returns once it is closed.
+    #[track_caller]
     pub fn disappear(&mut self) {
         self.inner.listening.store(false, Ordering::SeqCst);
         if let Some(acceptor) = self.acceptor.take() {
-            acceptor.join().expect("chaos acceptor panicked");
+            join(acceptor);
         }
     }
 
     /// Applies `end` to every open connection (under the table's lock), then
     /// joins their threads, which close the sockets.
+    #[track_caller]
     fn end_all(&self, end: impl Fn(RawFd)) -> usize {
         let threads: Vec<JoinHandle<()>> = {
             let mut held = self.inner.held();
@@ -199,7 +203,7 @@ impl Chaos {
         };
         let n = threads.len();
         for t in threads {
-            t.join().expect("chaos connection thread panicked");
+            join(t);
         }
         n
     }
@@ -216,9 +220,24 @@ impl Drop for Chaos {
             .filter_map(|h| h.thread.take())
             .collect();
         for t in rest {
-            let _ = t.join();
+            join(t);
         }
     }
+}
+
+/// Joins a server thread, failing the test if it has not ended within
+/// [`CAP`] (it ends as soon as its socket is shut down).
+#[track_caller]
+fn join(thread: JoinHandle<()>) {
+    let start = std::time::Instant::now();
+    while !thread.is_finished() {
+        assert!(
+            start.elapsed() < CAP,
+            "a chaos server thread did not end within {CAP:?}"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    thread.join().expect("chaos server thread panicked");
 }
 
 /// Borrows a descriptor of the table. Callers hold the table's lock and have
@@ -273,7 +292,7 @@ fn accept_loop(listener: TcpListener, inner: &Arc<Inner>) {
         });
         drop(held);
         for t in done {
-            let _ = t.join();
+            join(t);
         }
     }
 }

@@ -183,24 +183,55 @@ impl Nginx {
     /// `nginx -s reload` (needs `master_process`): the master rereads its
     /// configuration, starts a new worker and retires the old one, which
     /// closes its idle keep-alive connections at once and the others after
-    /// their current request. Returns once the old worker has exited.
-    pub fn reload(&mut self) {
+    /// their current request. Returns the retired workers' pids once the new
+    /// worker runs (see [`wait_retired`](Nginx::wait_retired)).
+    #[track_caller]
+    pub fn reload(&mut self) -> Vec<u32> {
         assert!(self.master_process, "reload needs a master process");
         let old = self.worker_pids();
         assert!(!old.is_empty(), "no worker to retire");
-        let status = spawn(&self.bin, &self.dir, &["-s", "reload"])
-            .wait()
-            .expect("nginx -s reload");
+        let mut signaller = spawn(&self.bin, &self.dir, &["-s", "reload"]);
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = signaller.try_wait().expect("nginx -s reload") {
+                break status;
+            }
+            if start.elapsed() > CAP {
+                let _ = signaller.kill();
+                let _ = signaller.wait();
+                panic!("nginx -s reload did not return within {CAP:?}");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
         assert!(status.success(), "nginx -s reload: {status}");
+        loop {
+            let now = self.worker_pids();
+            if now.iter().any(|p| !old.contains(p)) {
+                return old;
+            }
+            assert!(
+                start.elapsed() < CAP,
+                "no new worker within {CAP:?} (workers {now:?})"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Waits until the workers `old` (from [`reload`](Nginx::reload)) have
+    /// exited. A retired worker stays while a connection of its has a
+    /// request to serve, including one accepted but with no request yet: the
+    /// client must have finished its work (or closed) first.
+    #[track_caller]
+    pub fn wait_retired(&self, old: Vec<u32>) {
         let start = Instant::now();
         loop {
             let now = self.worker_pids();
-            if !now.is_empty() && old.iter().all(|p| !now.contains(p)) {
+            if old.iter().all(|p| !now.contains(p)) {
                 return;
             }
             assert!(
                 start.elapsed() < CAP,
-                "the old worker {old:?} did not exit within {CAP:?} (workers now {now:?})"
+                "the old workers {old:?} did not exit within {CAP:?} (workers now {now:?})"
             );
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -226,6 +257,7 @@ impl Nginx {
     }
 
     /// Starts nginx again, same configuration, same port, after `stop`.
+    #[track_caller]
     pub fn start_again(&mut self) {
         assert!(!self.running, "start_again after stop");
         self.child = spawn(&self.bin, &self.dir, &[]);
@@ -233,6 +265,7 @@ impl Nginx {
         self.wait_ready();
     }
 
+    #[track_caller]
     fn wait_ready(&mut self) {
         let start = Instant::now();
         loop {

@@ -364,6 +364,22 @@ impl Client {
         }
     }
 
+    /// The caller's response deadline for exchanges started from now on.
+    pub fn set_response_timeout(&mut self, d: Duration) {
+        self.policy.response_timeout = d;
+    }
+
+    /// The caller gives up on every lent connection (see `abandon_one`).
+    pub fn abandon_all(&mut self) {
+        while self
+            .workers
+            .iter()
+            .any(|w| matches!(w.work, Work::Busy { .. }))
+        {
+            self.abandon_one();
+        }
+    }
+
     /// Requests submitted and not started yet.
     pub fn queued(&self) -> usize {
         self.jobs.len()
@@ -442,6 +458,15 @@ impl Client {
         let n = self.wait_dead(port);
         self.poll_until_quiet();
         n
+    }
+
+    /// Sockets to `port` that were lent and given back and are still open.
+    pub fn given_back(&mut self, port: u16) -> usize {
+        self.look();
+        self.socks
+            .iter()
+            .filter(|s| !s.lent && s.port == port)
+            .count()
     }
 
     /// Waits, without polling the reactor, until every given-back socket to
@@ -617,6 +642,20 @@ impl Client {
             }
         }
         self.events = events;
+        // Every request still waiting for its outcome is pending in the
+        // reactor, and nothing else is: an outcome lost (or delivered
+        // twice) shows here at once, not as a wait that never ends.
+        let waiting = self
+            .workers
+            .iter()
+            .filter(|w| matches!(w.work, Work::Waiting { .. }))
+            .count();
+        assert_eq!(
+            waiting,
+            self.ka.pending_count(),
+            "requests waiting for an outcome vs pending in the reactor: {:?}",
+            self.stats
+        );
     }
 
     /// Records the state of every given-back socket that is still open
