@@ -13,7 +13,8 @@
 //! Scenarios run one at a time (a static lock): descriptor counts are
 //! per-process. Each prints a `faults: <scenario>: …` summary line.
 //!
-//! `SOAK_SECS=N` makes the soak run N seconds (default 2).
+//! `SOAK_SECS=N` makes the soak run N seconds (default 2); `SOAK_SEED=N`
+//! picks its operations (timing still varies them from run to run).
 
 mod common;
 #[path = "faults/counting.rs"]
@@ -479,7 +480,11 @@ fn soak_random_operations_and_faults() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2.0);
-    let name = format!("soak {secs} s (random operations and faults, 2 servers)");
+    let seed: u64 = std::env::var("SOAK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed);
+    let name = format!("soak {secs} s, seed {seed} (random operations and faults, 2 servers)");
     scenario(
         &name,
         || {
@@ -495,7 +500,7 @@ fn soak_random_operations_and_faults() {
                 .with_max_per_host(3)
                 .with_max_open(5)
                 .with_keep_alive(Duration::from_millis(200));
-            let mut c = Client::new(config, policy(6, 150, 150), 0x5eed);
+            let mut c = Client::new(config, policy(6, 150, 150), seed);
             let (stuck, refused) = (stuck.addr.port(), *refused);
             let until = Instant::now() + Duration::from_secs_f64(secs);
             let mut ops = 0u64;
