@@ -35,6 +35,12 @@ use keepalive::{Config, Event, Events, Function, Reactor, Request};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// A connect orphaned by `deallocate` can be pooled dead (see the ignored
+/// `orphan_connect_…` tests at the end). While that library bug is open, the
+/// soak (the one scenario that deallocates) reports such deliveries instead
+/// of failing on them; set this to false once it is fixed.
+const ORPHAN_BUG_OPEN: bool = true;
+
 fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -119,7 +125,7 @@ fn scenario<S>(name: &str, setup: impl FnOnce() -> S, body: impl FnOnce(&mut S) 
         s.dead_idle_seen,
         if s.orphans_reused > 0 {
             format!(
-                ", orphaned connects reused {} (dead {}: library bug, see orphan test)",
+                ", orphaned connects reused {} (dead {}: library bug, see orphan_connect_*)",
                 s.orphans_reused, s.orphans_dead_delivered
             )
         } else {
@@ -147,6 +153,12 @@ fn scenario<S>(name: &str, setup: impl FnOnce() -> S, body: impl FnOnce(&mut S) 
     );
     if s.deallocated == 0 {
         assert_eq!(s.orphans_reused, 0, "{name}: a pooled socket never lent");
+    }
+    if !ORPHAN_BUG_OPEN {
+        assert_eq!(
+            s.orphans_dead_delivered, 0,
+            "{name}: an orphaned connect was delivered dead"
+        );
     }
     assert_eq!(
         s.orphans_unseen, 0,
@@ -542,7 +554,7 @@ fn soak_random_operations_and_faults() {
                     19 => c.abandon_one(),
                     20 => {
                         // Quiesce, kill every connection of one server, and
-                        // check the brief's definition on the spot.
+                        // reuse after the close is known to have arrived.
                         c.finish();
                         uncounted(|| server.close_all());
                         c.settle(server.port());

@@ -36,8 +36,6 @@ pub enum Behavior {
     /// Answers `n` requests; the next request gets a reset (RST, `SO_LINGER`
     /// 0) instead of an answer.
     ResetAfter(u32),
-    /// Closes the connection (FIN) as soon as it is accepted.
-    CloseAtOnce,
 }
 
 /// The response to every request.
@@ -300,9 +298,6 @@ fn accept_loop(listener: TcpListener, inner: &Arc<Inner>) {
 /// Serves one connection as `behavior` says, until EOF, an error, or the
 /// behavior ends it.
 fn serve(stream: &TcpStream, behavior: Behavior, inner: &Inner) {
-    if behavior == Behavior::CloseAtOnce {
-        return;
-    }
     let mut reader = BufReader::new(stream);
     let mut out = stream;
     let mut line = String::new();

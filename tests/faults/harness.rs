@@ -12,14 +12,15 @@
 //!   (never `free` it: the pool would find it unusable anyway, and `close`
 //!   says so) and stop using it.
 //! - Retry **once**, on a fresh `allocate`, when the connection came from the
-//!   pool (`from_cache()` is `Some`) and the failure came before any byte of
-//!   the response: the request was written into a connection the server had
-//!   already given up on, or could not be written at all, so the server did
-//!   not act on it. The retry usually gets a new connection.
+//!   pool (`from_cache()` is `Some`) and nothing of the exchange got
+//!   through: the write itself failed (nothing was written), or EOF or a
+//!   reset came before any byte of the response (the server had closed the
+//!   idle connection and never read the request). The retry usually gets a
+//!   new connection.
 //! - Otherwise (a new connection, part of a response already read, the retry
 //!   failing too, or no response before the caller's own deadline) the
-//!   request failed: report it. A non-idempotent request must not be retried
-//!   at all once any of it may have reached the server.
+//!   request failed: report it. A non-idempotent request is retried only
+//!   when its write failed, never once it may have reached the server.
 //! - An outcome error (`ConnectError`: function, errno) is the request's
 //!   answer; it is counted here, never a panic.
 //!
@@ -40,6 +41,11 @@
 //! last poll. The suite requires none. A pooled connection that fails
 //! although it looked healthy before the poll was closed after that poll:
 //! the race above, retried.
+//!
+//! After a `deallocate`, a connect can finish into the pool without ever
+//! being lent to the client. From then on the client also looks at every
+//! socket of the process (`/proc/self/fd`) before each poll, so such
+//! connections are judged the same way (counted apart, as `orphans_*`).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -447,7 +453,7 @@ impl Client {
         self.drive_all();
     }
 
-    /// The brief's "dead delivered" set-up, made precise: waits (without
+    /// The "dead delivered" set-up, made precise: waits (without
     /// polling the reactor) until every given-back socket to `port` is seen
     /// closed or holding data, i.e. the server's close or bytes have reached
     /// it, then polls until the reactor's descriptor is quiet. Returns how
