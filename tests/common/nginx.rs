@@ -1,6 +1,12 @@
 //! A real nginx (Debian's package) on a free loopback port, for interop and
 //! fault tests. Started as a foreground child with its whole state in a
 //! temporary directory; killed when dropped.
+//!
+//! By default nginx runs as a single process. With
+//! [`Options::master_process`] it runs as production does, a master and a
+//! worker, so that [`Nginx::reload`] retires the old worker (which closes
+//! its idle keep-alive connections) and [`Nginx::stop`] takes both down.
+//! Only processes this helper started are signalled, by pid.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -46,6 +52,24 @@ pub struct Nginx {
     pub addr: SocketAddr,
     child: Child,
     dir: PathBuf,
+    bin: PathBuf,
+    master_process: bool,
+    /// False between `stop` and `start_again`.
+    running: bool,
+}
+
+/// How to run nginx, besides the site.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// A master process and one worker, as in production (default: a
+    /// single process). Stopped with SIGTERM to the master, which takes its
+    /// worker down with it.
+    pub master_process: bool,
+    /// A fixed port; default: a free one. With `master_process` the free
+    /// port is taken below the ephemeral range, so that a restart on the
+    /// same port cannot find it taken by one of our own outgoing
+    /// connections.
+    pub port: Option<u16>,
 }
 
 /// What the server block does besides listening.
@@ -63,18 +87,34 @@ impl Nginx {
     /// answering `/` with `hello\n` and the connection's serial number in an
     /// `X-Conn` header. `None`, with a printed reason, if nginx is missing.
     pub fn start_http(keepalive_requests: u32, keepalive_timeout: &str) -> Option<Nginx> {
+        Nginx::start_http_with(keepalive_requests, keepalive_timeout, Options::default())
+    }
+
+    /// [`start_http`](Nginx::start_http) with [`Options`].
+    pub fn start_http_with(
+        keepalive_requests: u32,
+        keepalive_timeout: &str,
+        options: Options,
+    ) -> Option<Nginx> {
         let server = format!(
             "keepalive_requests {keepalive_requests};\n keepalive_timeout {keepalive_timeout};\n \
              location / {{ add_header X-Conn $connection always; return 200 \"hello\\n\"; }}"
         );
-        Nginx::start(Site {
-            listen_extra: "",
-            server: &server,
-            files: Vec::new(),
-        })
+        Nginx::start_with(
+            Site {
+                listen_extra: "",
+                server: &server,
+                files: Vec::new(),
+            },
+            options,
+        )
     }
 
     pub fn start(site: Site<'_>) -> Option<Nginx> {
+        Nginx::start_with(site, Options::default())
+    }
+
+    pub fn start_with(site: Site<'_>, options: Options) -> Option<Nginx> {
         let Some(bin) = binary() else {
             eprintln!("skipped: nginx not installed (apt-get install nginx-light)");
             return None;
@@ -92,38 +132,140 @@ impl Nginx {
             std::fs::write(dir.join(name), contents).unwrap();
         }
         // A free port: bind, note, release. nginx binds it right after.
-        let port = TcpListener::bind((LOCALHOST, 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = match options.port {
+            Some(port) => port,
+            None if options.master_process => free_port(),
+            None => TcpListener::bind((LOCALHOST, 0))
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port(),
+        };
         let addr = SocketAddr::new(LOCALHOST, port);
         let conf = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+            "daemon off;\nmaster_process {master};\nworker_processes 1;\npid {d}/nginx.pid;\n\
              error_log {d}/logs/error.log warn;\nevents {{ worker_connections 1024; }}\n\
              http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n \
              fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n \
              server {{\n  listen {addr} {extra};\n  {server}\n }}\n}}\n",
             d = dir.display(),
+            master = if options.master_process { "on" } else { "off" },
             extra = site.listen_extra,
             server = site.server,
         );
         std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-        let child = Command::new(bin)
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn nginx");
-        let mut nginx = Nginx { addr, child, dir };
+        let child = spawn(&bin, &dir, &[]);
+        let mut nginx = Nginx {
+            addr,
+            child,
+            dir,
+            bin,
+            master_process: options.master_process,
+            running: true,
+        };
         nginx.wait_ready();
         Some(nginx)
     }
 
+    /// The pids of the master's workers (empty without a master).
+    pub fn worker_pids(&self) -> Vec<u32> {
+        if !self.master_process || !self.running {
+            return Vec::new();
+        }
+        let pid = self.child.id();
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    /// `nginx -s reload` (needs `master_process`): the master rereads its
+    /// configuration, starts a new worker and retires the old one, which
+    /// closes its idle keep-alive connections at once and the others after
+    /// their current request. Returns the retired workers' pids once the new
+    /// worker runs (see [`wait_retired`](Nginx::wait_retired)).
+    #[track_caller]
+    pub fn reload(&mut self) -> Vec<u32> {
+        assert!(self.master_process, "reload needs a master process");
+        let old = self.worker_pids();
+        assert!(!old.is_empty(), "no worker to retire");
+        let mut signaller = spawn(&self.bin, &self.dir, &["-s", "reload"]);
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = signaller.try_wait().expect("nginx -s reload") {
+                break status;
+            }
+            if start.elapsed() > CAP {
+                let _ = signaller.kill();
+                let _ = signaller.wait();
+                panic!("nginx -s reload did not return within {CAP:?}");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        assert!(status.success(), "nginx -s reload: {status}");
+        loop {
+            let now = self.worker_pids();
+            if now.iter().any(|p| !old.contains(p)) {
+                return old;
+            }
+            assert!(
+                start.elapsed() < CAP,
+                "no new worker within {CAP:?} (workers {now:?})"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Waits until the workers `old` (from [`reload`](Nginx::reload)) have
+    /// exited. A retired worker stays while a connection of its has a
+    /// request to serve, including one accepted but with no request yet: the
+    /// client must have finished its work (or closed) first.
+    #[track_caller]
+    pub fn wait_retired(&self, old: Vec<u32>) {
+        let start = Instant::now();
+        loop {
+            let now = self.worker_pids();
+            if old.iter().all(|p| !now.contains(p)) {
+                return;
+            }
+            assert!(
+                start.elapsed() < CAP,
+                "the old workers {old:?} did not exit within {CAP:?} (workers now {now:?})"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Stops nginx by pid and waits until it has exited: SIGTERM to a
+    /// master (it stops its worker first, closing every connection), SIGKILL
+    /// to a single process. Its port is free again afterwards.
+    pub fn stop(&mut self) {
+        if !self.running {
+            return;
+        }
+        if self.master_process {
+            signal(self.child.id(), libc::SIGTERM);
+            let start = Instant::now();
+            // Broken if it takes longer than CAP: `kill` below then takes
+            // everything down the hard way.
+            while matches!(self.child.try_wait(), Ok(None)) && start.elapsed() < CAP {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        self.kill();
+    }
+
+    /// Starts nginx again, same configuration, same port, after `stop`.
+    #[track_caller]
+    pub fn start_again(&mut self) {
+        assert!(!self.running, "start_again after stop");
+        self.child = spawn(&self.bin, &self.dir, &[]);
+        self.running = true;
+        self.wait_ready();
+    }
+
+    #[track_caller]
     fn wait_ready(&mut self) {
         let start = Instant::now();
         loop {
@@ -150,16 +292,48 @@ impl Nginx {
         &self.dir
     }
 
-    /// Kills nginx now (its sockets close: RST or FIN to the clients).
+    /// Kills nginx now (its sockets close: RST or FIN to the clients), the
+    /// master's workers first.
     pub fn kill(&mut self) {
+        // Only while the master is alive (not reaped) is its pid ours.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            for w in self.worker_pids() {
+                signal(w, libc::SIGKILL);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.running = false;
     }
 }
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        self.kill();
+        self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Runs nginx with its state in `dir`, plus `args` (e.g. `-s reload`).
+fn spawn(bin: &Path, dir: &Path, args: &[&str]) -> Child {
+    Command::new(bin)
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn nginx")
+}
+
+/// Sends `sig` to a process this helper started (or its worker).
+fn signal(pid: u32, sig: libc::c_int) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: kill(2) takes no pointers; the pid is one we started.
+    unsafe { libc::kill(pid, sig) };
 }
