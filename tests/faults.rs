@@ -16,6 +16,13 @@
 //! `SOAK_SECS=N` makes the soak run N seconds (default 2); `SOAK_SEED=N`
 //! picks its operations (timing still varies them from run to run).
 
+#![allow(
+    unsafe_code,
+    clippy::disallowed_methods,
+    clippy::cast_possible_truncation,
+    reason = "a counting allocator, TCP_INFO/FIONREAD on our own sockets, and wall-time caps"
+)]
+
 mod common;
 #[path = "faults/counting.rs"]
 mod counting;

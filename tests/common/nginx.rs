@@ -8,6 +8,8 @@
 //! its idle keep-alive connections) and [`Nginx::stop`] takes both down.
 //! Only processes this helper started are signalled, by pid.
 
+#![allow(unsafe_code, reason = "signals the nginx processes the tests started, by pid")]
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -645,6 +645,8 @@ impl Client {
                         Err(e) => self.stats.errors.add(e.function(), e.errno()),
                     }
                 }
+                // No sources, timers or lifecycle events are asked for.
+                _ => {}
             }
         }
         self.events = events;
