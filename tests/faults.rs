@@ -42,11 +42,10 @@ use keepalive::{Config, Event, Events, Function, Reactor, Request};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// A connect orphaned by `deallocate` can be pooled dead (see the ignored
-/// `orphan_connect_…` tests at the end). While that library bug is open, the
-/// soak (the one scenario that deallocates) reports such deliveries instead
-/// of failing on them; set this to false once it is fixed.
-const ORPHAN_BUG_OPEN: bool = true;
+/// A connect orphaned by `deallocate` was once pooled dead (regression tests
+/// `orphan_connect_…` at the end). With the bug fixed, the soak (the one
+/// scenario that deallocates) asserts that no such delivery happens.
+const ORPHAN_BUG_OPEN: bool = false;
 
 fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
@@ -935,8 +934,6 @@ fn local_port(fd: libc::c_int) -> Option<u16> {
 }
 
 #[test]
-#[ignore = "library bug: a connect orphaned by deallocate whose server closes it before the \
-            reactor sees the connect complete is pooled dead and handed out as Immediate"]
 fn orphan_connect_closed_before_the_reactor_saw_it_is_not_handed_out() {
     let _serial = serial();
     let (from_cache, state, _) = orphan_case(OrphanFault::Close);
@@ -948,8 +945,6 @@ fn orphan_connect_closed_before_the_reactor_saw_it_is_not_handed_out() {
 }
 
 #[test]
-#[ignore = "library bug: a connect orphaned by deallocate that receives bytes before the \
-            reactor sees the connect complete is pooled with them and handed out as Immediate"]
 fn orphan_connect_with_unread_bytes_is_not_handed_out() {
     let _serial = serial();
     let (from_cache, _, unread) = orphan_case(OrphanFault::Bytes);

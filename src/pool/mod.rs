@@ -686,6 +686,14 @@ impl<C> Pool<C> {
         })
     }
 
+    /// Whether a live slot is connecting for no request (its request was
+    /// deallocated): once connected it is pooled, not delivered.
+    pub(crate) fn is_orphan(&self, slot: SlotId) -> bool {
+        self.slots.get(slot.index as usize).is_some_and(|s| {
+            s.generation == slot.generation && s.state == SlotState::Connecting { request: None }
+        })
+    }
+
     /// The target a live slot connects to.
     pub(crate) fn target(&self, slot: SlotId) -> Option<&Target> {
         let s = self

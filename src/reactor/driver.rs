@@ -214,17 +214,20 @@ impl<C> Driver<C> {
         };
         let read_side = event.is_readable() || event.is_read_closed() || event.is_error();
         match phase {
-            Phase::Connecting => self.check_connect(slot, now),
-            Phase::Idle | Phase::Reserved if read_side => {
-                let dead = if event.is_read_closed() || event.is_error() {
-                    Some(CloseReason::PeerClosed)
-                } else {
-                    self.entry(slot.index).idle_check()
-                };
-                if let Some(reason) = dead {
-                    self.pool.handle_dead(slot, reason, now);
+            Phase::Connecting => {
+                let orphan = self.pool.is_orphan(slot);
+                self.check_connect(slot, now);
+                // An orphan goes to the pool (or a waiter) as it connects:
+                // whatever this same edge said about its read side must be
+                // checked now, as for an idle socket, or it never will be.
+                // (A request's own new connection is delivered as it is: a
+                // server may speak first.)
+                let pooled = matches!(self.pool.phase(slot), Some(Phase::Idle | Phase::Reserved));
+                if orphan && pooled && read_side {
+                    self.check_idle(slot, event, now);
                 }
             }
+            Phase::Idle | Phase::Reserved if read_side => self.check_idle(slot, event, now),
             Phase::Idle | Phase::Reserved => {}
             Phase::Lent => {
                 if read_side {
@@ -245,6 +248,20 @@ impl<C> Driver<C> {
                     closed: event.is_read_closed() || event.is_error(),
                 }));
             }
+        }
+    }
+
+    /// An idle (or reserved, not yet delivered) socket had read-side
+    /// readiness: closed or failed, it is dead; readable, it is dead unless
+    /// the read finds nothing (a stale edge) or only TLS housekeeping.
+    fn check_idle(&mut self, slot: SlotId, event: &mio::event::Event, now: Millis) {
+        let dead = if event.is_read_closed() || event.is_error() {
+            Some(CloseReason::PeerClosed)
+        } else {
+            self.entry(slot.index).idle_check()
+        };
+        if let Some(reason) = dead {
+            self.pool.handle_dead(slot, reason, now);
         }
     }
 

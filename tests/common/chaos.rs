@@ -13,7 +13,10 @@
 //! thread also takes to close its socket, so the test side never touches a
 //! descriptor number that was closed and reused.
 
-#![allow(unsafe_code, reason = "the chaos server keeps raw descriptors and polls them with libc")]
+#![allow(
+    unsafe_code,
+    reason = "the chaos server keeps raw descriptors and polls them with libc"
+)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -8,7 +8,10 @@
 //! its idle keep-alive connections) and [`Nginx::stop`] takes both down.
 //! Only processes this helper started are signalled, by pid.
 
-#![allow(unsafe_code, reason = "signals the nginx processes the tests started, by pid")]
+#![allow(
+    unsafe_code,
+    reason = "signals the nginx processes the tests started, by pid"
+)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
