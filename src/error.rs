@@ -135,11 +135,14 @@ pub enum Function {
     /// The reactor was shut down before the request was served
     /// (errno `ECANCELED`).
     Shutdown,
+    /// Looking up the target's host name: no such name, no address, the
+    /// name servers failed or did not answer (errno `ETIMEDOUT`).
+    Resolve,
 }
 
 impl Function {
     /// The name the original uses: `"socket"`, `"bind"`, `"connect"`, `"tls"`,
-    /// `"shutdown"`.
+    /// `"shutdown"`, and `"resolve"` for host name lookups.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -148,6 +151,7 @@ impl Function {
             Function::Connect => "connect",
             Function::Tls => "tls",
             Function::Shutdown => "shutdown",
+            Function::Resolve => "resolve",
         }
     }
 }
@@ -183,6 +187,16 @@ impl ConnectError {
     /// The reactor was shut down first: `shutdown`, `ECANCELED`.
     pub(crate) fn cancelled() -> Self {
         ConnectError::from_errno(Function::Shutdown, libc::ECANCELED)
+    }
+
+    /// The host name did not resolve: `resolve`, with `ETIMEDOUT` for a
+    /// lookup that timed out and the message of the DNS failure otherwise.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "wired into the reactor by the integration step")
+    )]
+    pub(crate) fn resolve(error: crate::resolve::ResolveError) -> Self {
+        ConnectError::new(Function::Resolve, error.to_io_error())
     }
 
     /// The step that failed.

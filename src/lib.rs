@@ -105,6 +105,11 @@ mod net;
 mod pool;
 mod reactor;
 mod request;
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "wired into the reactor by the integration step")
+)]
+mod resolve;
 mod time;
 mod tls;
 mod wheel;
