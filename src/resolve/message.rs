@@ -172,9 +172,5 @@ fn negative_ttl(packet: &Packet<'_>) -> Option<u32> {
 
 /// RFC 2181 §8: a TTL with the top bit set is taken as 0.
 fn effective_ttl(ttl: u32) -> u32 {
-    if ttl > i32::MAX.unsigned_abs() {
-        0
-    } else {
-        ttl
-    }
+    if ttl > 0x7fff_ffff { 0 } else { ttl }
 }

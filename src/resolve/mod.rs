@@ -72,8 +72,10 @@
 //! at any time, spuriously too). After any of them, drain the outputs:
 //!
 //! - [`Resolver::poll_transmit`]: a [`Transmit`] always names a new
-//!   [`QueryId`]: open a socket for it (UDP: unconnected or connected to
-//!   `server`, bound to port 0; TCP: connect to `server`), send `payload`
+//!   [`QueryId`]: open a socket for it (UDP: bound to port 0, so the
+//!   kernel picks a random port, and best connected to `server`, so the
+//!   kernel drops other sources and reports ICMP errors; TCP: connect to
+//!   `server`), send `payload`
 //!   (over TCP preceded by its length as two bytes, big-endian), and report
 //!   what comes back on that socket with `handle_udp` (each datagram, with
 //!   its source address) or `handle_tcp` (each whole message, length
