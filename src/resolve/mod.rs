@@ -394,6 +394,7 @@ impl Resolver {
                     candidates,
                     candidate: 0,
                     first_server: 0,
+                    // Placeholders: `start_candidate` sets both asking.
                     families: [FamilyState::Done(FamilyResult::Failed(ResolveError::TimedOut)); 2],
                     interests: Vec::new(),
                     live: 0,
