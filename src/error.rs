@@ -153,11 +153,14 @@ pub enum Function {
     /// [`max_pending`](crate::Config::max_pending); errno `EAGAIN`): it
     /// failed at once instead of waiting.
     Queue,
+    /// Looking up the target's host name: no such name, no address, the
+    /// name servers failed or did not answer (errno `ETIMEDOUT`).
+    Resolve,
 }
 
 impl Function {
-    /// The name the original uses: `"socket"`, `"bind"`, `"connect"`, `"tls"`;
-    /// and ours: `"shutdown"`, `"queue"`.
+    /// The name the original uses: `"socket"`, `"bind"`, `"connect"`, `"tls"`,
+    /// `"resolve"` (host name lookups); and ours: `"shutdown"`, `"queue"`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -167,6 +170,7 @@ impl Function {
             Function::Tls => "tls",
             Function::Shutdown => "shutdown",
             Function::Queue => "queue",
+            Function::Resolve => "resolve",
         }
     }
 }
@@ -207,6 +211,16 @@ impl ConnectError {
     /// The reactor was shut down first: `shutdown`, `ECANCELED`.
     pub(crate) fn cancelled() -> Self {
         ConnectError::from_errno(Function::Shutdown, libc::ECANCELED)
+    }
+
+    /// The host name did not resolve: `resolve`, with `ETIMEDOUT` for a
+    /// lookup that timed out and the message of the DNS failure otherwise.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "wired into the reactor by the integration step")
+    )]
+    pub(crate) fn resolve(error: crate::resolve::ResolveError) -> Self {
+        ConnectError::new(Function::Resolve, error.to_io_error())
     }
 
     /// The step that failed.

@@ -151,6 +151,11 @@ mod net;
 mod pool;
 mod reactor;
 mod request;
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "wired into the reactor by the integration step")
+)]
+mod resolve;
 mod stats;
 mod time;
 mod timer;

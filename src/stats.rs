@@ -64,6 +64,7 @@ fn function_index(f: Function) -> usize {
         Function::Tls => 3,
         Function::Shutdown => 4,
         Function::Queue => 5,
+        Function::Resolve => 6,
     }
 }
 
