@@ -131,7 +131,7 @@ fn scenario<S>(name: &str, setup: impl FnOnce() -> S, body: impl FnOnce(&mut S) 
         s.dead_idle_seen,
         if s.orphans_reused > 0 {
             format!(
-                ", orphaned connects reused {} (dead {}: library bug, see orphan_connect_*)",
+                ", orphaned connects reused {} (dead {})",
                 s.orphans_reused, s.orphans_dead_delivered
             )
         } else {
