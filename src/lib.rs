@@ -146,6 +146,7 @@ mod config;
 mod conn;
 mod error;
 mod event;
+mod index;
 mod lifecycle;
 mod net;
 mod pool;

@@ -70,6 +70,7 @@ use hashbrown::HashTable;
 use slab::Slab;
 
 use crate::error::{AllocateError, ConnectError, Error};
+pub(crate) use crate::index::index32;
 use crate::lifecycle::{Change, CloseReason};
 use crate::request::FromCache;
 use crate::request::{Request, RequestId, Target};
@@ -83,18 +84,6 @@ use list::{Link, List};
 
 /// Generations use 31 bits; see `Pool::generation`.
 pub(crate) const GENERATION_MASK: u32 = u32::MAX >> 1;
-
-/// A slab index as the pool stores it, in 32 bits. Indices stay far below
-/// 2^32: `max_open` is validated below 2^31, allocate refuses requests past
-/// 2^31 pending, and there is at most one key per slot or request.
-#[expect(
-    clippy::cast_possible_truncation,
-    reason = "bounded by validation, see above"
-)]
-fn index32(i: usize) -> u32 {
-    debug_assert!(u32::try_from(i).is_ok(), "slab index {i} over 32 bits");
-    i as u32
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SlotState {

@@ -125,6 +125,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use hashbrown::{DefaultHashBuilder, HashTable};
 use slab::Slab;
 
+use crate::index::index32;
+
 pub(crate) use addresses::Addresses;
 use cache::Cache;
 pub(crate) use cache::TtlPolicy;
@@ -304,18 +306,6 @@ pub(crate) struct Resolver {
     next_generation: u32,
     /// First server of the next candidate under `options rotate`.
     rotation: usize,
-}
-
-/// A slab index in 32 bits; `lookup` keeps every slab below
-/// [`MAX_PENDING`] entries (queries and resolutions are fewer than
-/// interests, two and one per resolution).
-#[expect(
-    clippy::cast_possible_truncation,
-    reason = "bounded by MAX_PENDING, see above"
-)]
-fn index32(i: usize) -> u32 {
-    debug_assert!(u32::try_from(i).is_ok(), "slab index {i} over 32 bits");
-    i as u32
 }
 
 impl Resolver {
