@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) tick: Cell<u64>,
     /// Connections dropped since the reactor last took them back.
     returned: Cell<Vec<Returned>>,
+    /// How many: lets the reactor skip the queue, a plain load, when empty.
+    returned_len: Cell<usize>,
     /// Cleared when the reactor is dropped: returns then just close.
     pub(crate) alive: Cell<bool>,
 }
@@ -49,6 +51,7 @@ impl Shared {
         Rc::new(Shared {
             tick: Cell::new(0),
             returned: Cell::new(Vec::new()),
+            returned_len: Cell::new(0),
             alive: Cell::new(true),
         })
     }
@@ -57,6 +60,7 @@ impl Shared {
     fn push_returned(&self, returned: Returned) {
         let mut queue = self.returned.take();
         queue.push(returned);
+        self.returned_len.set(queue.len());
         self.returned.set(queue);
     }
 
@@ -64,19 +68,18 @@ impl Shared {
     /// capacity) in their place: no allocation once both have grown.
     pub(crate) fn swap_returned(&self, spare: Vec<Returned>) -> Vec<Returned> {
         debug_assert!(spare.is_empty(), "spare return queue holds connections");
+        self.returned_len.set(0);
         self.returned.replace(spare)
     }
 
     /// Whether connections wait to be taken back.
     pub(crate) fn has_returned(&self) -> bool {
-        let queue = self.returned.take();
-        let any = !queue.is_empty();
-        self.returned.set(queue);
-        any
+        self.returned_len.get() > 0
     }
 
     /// Drops every queued connection, closing its socket.
     pub(crate) fn close_returned(&self) {
+        self.returned_len.set(0);
         drop(self.returned.take());
     }
 }
@@ -112,7 +115,8 @@ pub(crate) struct Returned {
 /// sit in both pollers), and deregister it before you free it; the reactor's
 /// own `Ready` events for it can then be ignored.
 pub struct Connection {
-    /// Always `Some`: only `Drop` takes the stream, to hand it back.
+    /// Always `Some` while a caller holds the connection: only `Drop` and
+    /// `into_returned`, which consume it, take the stream.
     stream: Option<TcpStream>,
     /// The stream's descriptor, fixed for the connection's life.
     fd: RawFd,
@@ -239,10 +243,25 @@ impl Connection {
     }
 
     /// The socket: always there while a caller holds the connection, since
-    /// only `Drop` takes it. Its absence is reported as `NotConnected`, the
-    /// one answer every method gives, so no path can panic.
+    /// only `Drop` and `into_returned`, which consume it, take it. Its
+    /// absence is reported as `NotConnected`, the one answer every method
+    /// gives, so no path can panic.
     fn socket(&self) -> io::Result<&TcpStream> {
         self.stream.as_ref().ok_or_else(not_connected)
+    }
+
+    /// Takes the connection apart for [`Reactor::free`](crate::Reactor::free),
+    /// which hands it straight back without the queue. It consumes the
+    /// connection, so no method can ever see it without its stream.
+    pub(crate) fn into_returned(mut self) -> Option<Returned> {
+        let stream = self.stream.take()?;
+        Some(Returned {
+            id: self.id,
+            stream,
+            tls: self.tls.take(),
+            reusable: self.reusable,
+            drained_at: self.drained_at,
+        })
     }
 
     pub(crate) fn shared(&self) -> &Rc<Shared> {

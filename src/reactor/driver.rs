@@ -381,6 +381,9 @@ impl<C> Driver<C> {
     /// they were dropped (so the last one dropped is the warmest). The queue
     /// is swapped with a spare so both keep their capacity: no allocation.
     pub(super) fn take_returned(&mut self, now: Millis) {
+        if !self.shared.has_returned() {
+            return;
+        }
         let mut batch = self
             .shared
             .swap_returned(std::mem::take(&mut self.returned_spare));

@@ -164,9 +164,12 @@ impl<C> Reactor<C> {
             return Err(Error::ForeignConnection);
         }
         let now = self.driver.tick_now();
-        // Dropping queues it; taking the queue back now makes it synchronous.
-        drop(conn);
+        // Connections dropped earlier go back first, as they would have at
+        // the next tick (the last one returned is the warmest).
         self.driver.take_returned(now);
+        if let Some(returned) = conn.into_returned() {
+            self.driver.take_back(returned, now);
+        }
         self.driver.run_commands(self.poll.registry(), now);
         Ok(())
     }
