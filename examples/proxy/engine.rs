@@ -289,6 +289,12 @@ fn reuseport_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// How often a worker publishes its counters when nothing else happens
+/// (the pool closes idle connections without a caller event).
+const STATS_EVERY: Duration = Duration::from_millis(50);
+/// The value of the worker's own stats timer: no client key is this large.
+const STATS_TIMER: u64 = u64::MAX;
+
 const LISTENER: Token = Token(1 << 62);
 const WAKE: Token = Token((1 << 62) + 1);
 
@@ -298,7 +304,6 @@ fn key(index: usize, generation: u32) -> u64 {
     (u64::from(generation & 0x3fff_ffff) << 32) | index as u64
 }
 
-#[expect(clippy::cast_possible_truncation, reason = "the halves of a key")]
 fn split(key: u64) -> (usize, u32) {
     ((key & 0xffff_ffff) as usize, (key >> 32) as u32)
 }
@@ -606,6 +611,9 @@ impl Worker {
 
     fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        self.reactor
+            .set_timer(STATS_EVERY, STATS_TIMER)
+            .map_err(io::Error::other)?;
         while !self.stopping {
             self.reactor
                 .poll(&mut events, None)
@@ -631,6 +639,11 @@ impl Worker {
                         }
                     }
                     Event::Outcome(o) => self.outcome(o.context, o.result),
+                    Event::Timer(t) if t.value == STATS_TIMER => {
+                        self.reactor
+                            .set_timer(STATS_EVERY, STATS_TIMER)
+                            .map_err(io::Error::other)?;
+                    }
                     Event::Timer(t) => self.timer(t.id, t.value),
                     _ => {}
                 }
@@ -857,10 +870,15 @@ impl Worker {
         }
 
         match c.state {
+            // Nothing new to parse: wait, or close on EOF.
             State::Idle if c.inb.is_empty() || c.inb.len() == c.head_tried => {
-                if c.client_eof {
-                    return Step::Close;
-                }
+                return if c.client_eof {
+                    Step::Close
+                } else if moved {
+                    Step::Again
+                } else {
+                    Step::Wait
+                };
             }
             State::Idle => {
                 match http1::parse_request(c.inb.bytes(), &mut c.up_head) {
