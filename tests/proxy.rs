@@ -641,6 +641,24 @@ fn two_threads_serve_many_clients_at_once() {
 }
 
 #[test]
+fn clients_are_balanced_over_the_threads_whatever_the_kernel_hash() {
+    let Some(nginx) = nginx(1_000_000, "60s") else {
+        return;
+    };
+    let proxy = proxy(nginx.addr, |c| c.threads = 2);
+    let mut clients = Vec::new();
+    for n in 1..=24u64 {
+        let mut c = client(&proxy);
+        assert_eq!(c.get("/").unwrap().status, 200);
+        clients.push(c);
+        wait_totals(&proxy, "the client counted", |t| t.clients == n);
+        let counts: Vec<u64> = proxy.per_worker().map(|w| w.clients).collect();
+        let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+        assert!(max - min <= 1, "after {n} clients: {counts:?}");
+    }
+}
+
+#[test]
 fn the_steady_path_allocates_nothing_per_request() {
     let Some(nginx) = nginx(1_000_000, "60s") else {
         return;

@@ -76,17 +76,23 @@ fn main() -> Result<()> {
     );
     let mut last = proxy.totals();
     loop {
-        std::thread::sleep(Duration::from_secs(10));
+        std::thread::sleep(Duration::from_secs(2));
         let now = proxy.totals();
         if now != last {
+            let per_thread: Vec<String> = proxy
+                .per_worker()
+                .map(|w| format!("{}/{}", w.clients, w.requests))
+                .collect();
             println!(
-                "{} requests, {} upstream connections opened, {} retries, {} × 502, {} × 504, {} clients",
+                "{} requests, {} upstream connections opened, {} retries, {} × 502, {} × 504, \
+                 {} clients; per thread (clients/requests): {}",
                 now.requests,
                 now.upstream_connects,
                 now.retries,
                 now.bad_gateway,
                 now.gateway_timeout,
-                now.clients
+                now.clients,
+                per_thread.join(", ")
             );
             last = now;
         }
