@@ -9,9 +9,12 @@
 //! - HAProxy with `http-reuse always` and as many threads (`nbthread`).
 //!
 //! At concurrency 1, 16 and 64, the three are measured in interleaved
-//! rounds (ours, nginx, HAProxy, ours, …) of `BENCH_SECS` each, and the
+//! rounds (ours, nginx, HAProxy, ours, …) of `BENCH_SECS` each, five of
+//! them (the machine is shared and its load comes in bursts), and the
 //! median round is reported: requests/s, p50 and p99 from wrk's `--latency`
-//! report. Upstream connections opened per 10 000 requests come from the
+//! report, and the CPU time each proxy's processes used per request (from
+//! `/proc/<pid>/stat`; ours runs in this process, whose other threads idle
+//! meanwhile), which the machine's other load disturbs much less. Upstream connections opened per 10 000 requests come from the
 //! backend's `stub_status` accept counter, for every proxy alike (ours also
 //! counts its own `from_cache() == None` outcomes).
 //!
@@ -93,14 +96,19 @@ pub fn figures(settings: Settings) -> Vec<Figure> {
             wrk_run(&format!("http://{addr}/"), conc, 1.0);
         }
         let mut runs: [Vec<WrkRun>; 3] = Default::default();
+        let mut cpu: [Vec<f64>; 3] = Default::default();
         let mut accepts = [0u64; 3];
         let mut own_connects = 0u64;
-        for _ in 0..settings.rounds {
+        let pids = [vec![std::process::id()], nginx_proxy.pids(), haproxy.pids()];
+        for _ in 0..settings.rounds.max(5) {
             for (i, addr) in addrs.iter().enumerate() {
                 let before = backend_accepts(backend.addr);
                 let ours_before = ours.totals().upstream_connects;
+                let ticks = cpu_ticks(&pids[i]);
                 let run = wrk_run(&format!("http://{addr}/"), conc, secs)
                     .unwrap_or_else(|| panic!("wrk through {} at c{conc} failed", SIDES[i]));
+                let used = cpu_ticks(&pids[i]) - ticks;
+                cpu[i].push(used as f64 * 1e6 / clock_ticks() / run.requests.max(1) as f64);
                 // The status request after the round is an accept of its own.
                 accepts[i] += backend_accepts(backend.addr).saturating_sub(before + 1);
                 if i == 0 {
@@ -119,6 +127,23 @@ pub fn figures(settings: Settings) -> Vec<Figure> {
         let rps: Vec<f64> = (0..3).map(|i| med(i, |r| r.rps)).collect();
         let p50: Vec<f64> = (0..3).map(|i| med(i, |r| r.p50_us)).collect();
         let p99: Vec<f64> = (0..3).map(|i| med(i, |r| r.p99_us)).collect();
+        let cpu_us: Vec<f64> = cpu.iter().map(|c| median(c.clone())).collect();
+        for (i, side) in SIDES.iter().enumerate() {
+            let rounds: Vec<String> = runs[i]
+                .iter()
+                .zip(&cpu[i])
+                .map(|(r, c)| {
+                    format!(
+                        "{:.0} ({:.0}/{:.0} µs, cpu {c:.1})",
+                        r.rps, r.p50_us, r.p99_us
+                    )
+                })
+                .collect();
+            println!(
+                "proxy c{conc} rounds, {side}: req/s (p50/p99): {}",
+                rounds.join(", ")
+            );
+        }
         let per_10k: Vec<f64> = (0..3)
             .map(|i| {
                 let requests: u64 = runs[i].iter().map(|r| r.requests).sum();
@@ -130,7 +155,8 @@ pub fn figures(settings: Settings) -> Vec<Figure> {
         println!(
             "proxy c{conc}: req/s ours {:.0}, nginx {:.0}, haproxy {:.0}; p50/p99 µs ours {:.0}/{:.0}, \
              nginx {:.0}/{:.0}, haproxy {:.0}/{:.0}; upstream connections per 10 000 requests: \
-             ours {:.2} (own count {own_per_10k:.2}), nginx {:.2}, haproxy {:.2}",
+             ours {:.2} (own count {own_per_10k:.2}), nginx {:.2}, haproxy {:.2}; \
+             CPU µs per request: ours {:.1}, nginx {:.1}, haproxy {:.1}",
             rps[0],
             rps[1],
             rps[2],
@@ -142,7 +168,10 @@ pub fn figures(settings: Settings) -> Vec<Figure> {
             p99[2],
             per_10k[0],
             per_10k[1],
-            per_10k[2]
+            per_10k[2],
+            cpu_us[0],
+            cpu_us[1],
+            cpu_us[2]
         );
         let note = format!(
             "p50 µs: ours {:.0}, nginx {:.0}, haproxy {:.0}; p99 µs: ours {:.0}, nginx {:.0}, haproxy {:.0}; \
@@ -167,6 +196,17 @@ pub fn figures(settings: Settings) -> Vec<Figure> {
                     .peer("haproxy", p99[2]),
             );
         }
+        let cpu_name = match conc {
+            1 => "proxy_cpu_c1",
+            16 => "proxy_cpu_c16",
+            _ => "proxy_cpu_c64",
+        };
+        out.push(
+            Figure::new(cpu_name, "µs CPU/req", false, cpu_us[0])
+                .peer("nginx", cpu_us[1])
+                .peer("haproxy", cpu_us[2])
+                .note("CPU time of the proxy's processes per request, user + system"),
+        );
     }
     drop(ours);
     out
@@ -202,6 +242,26 @@ fn backend_accepts(backend: SocketAddr) -> u64 {
         .nth(1)
         .and_then(|l| l.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("no accept counter in {text:?}"))
+}
+
+/// User plus system CPU time of `pids` so far, in clock ticks.
+fn cpu_ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the command name, which is in parentheses.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let utime: u64 = fields.get(11)?.parse().ok()?;
+            let stime: u64 = fields.get(12)?.parse().ok()?;
+            Some(utime + stime)
+        })
+        .sum()
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 { hz as f64 } else { 100.0 }
 }
 
 /// A peer proxy run as a child process, stopped by pid.
@@ -267,6 +327,35 @@ impl Peer {
             .spawn()
             .expect("spawn haproxy");
         Peer::ready(addr, child, dir, "haproxy", "haproxy.log")
+    }
+
+    /// The peer's process and its children (nginx's workers).
+    fn pids(&self) -> Vec<u32> {
+        let me = self.child.id();
+        let mut pids = vec![me];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')?
+                        .1
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<u32>()
+                        .ok()
+                });
+            if parent == Some(me) {
+                pids.push(pid);
+            }
+        }
+        pids
     }
 
     /// A free loopback port and a fresh state directory.
