@@ -28,11 +28,21 @@
 
 mod chart;
 mod client;
+#[path = "../../examples/proxy/engine.rs"]
+#[allow(dead_code, reason = "the example uses more of it")]
+mod engine;
+#[path = "../../examples/proxy/http1.rs"]
+#[allow(dead_code, reason = "the example uses more of it")]
+mod http1;
 mod idle;
 #[path = "../../tests/common/nginx.rs"]
 #[allow(dead_code, reason = "shared with the tests, which use more of it")]
 mod nginx;
 mod peers;
+mod proxybench;
+#[path = "../../examples/proxy/selftest.rs"]
+#[allow(dead_code, reason = "the example uses more of it")]
+mod selftest;
 mod syscalls;
 mod wheelbench;
 
@@ -201,7 +211,7 @@ fn main() {
 
     let server = HttpServer::start();
     println!("HTTP server: {}\n", server.name());
-    // BENCH_ONLY=hit,http,connect,syscalls,idle,wheel picks groups.
+    // BENCH_ONLY=hit,http,connect,syscalls,idle,wheel,proxy picks groups.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let want = |group: &str| only.is_empty() || only.split(',').any(|g| g.trim() == group);
     let mut figures = Vec::new();
@@ -225,6 +235,9 @@ fn main() {
     }
     if want("wheel") {
         figures.push(wheel_figure(settings));
+    }
+    if want("proxy") {
+        figures.extend(proxybench::figures(settings));
     }
 
     let out_dir = target_dir()

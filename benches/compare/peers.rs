@@ -66,6 +66,26 @@ pub fn hyper_http(port: u16, conc: usize, limit: Duration, max_requests: u64) ->
 
 /// wrk's requests/s and p99 (µs), or `None` if wrk is missing or failed.
 pub fn wrk(port: u16, conc: usize, secs: f64) -> Option<(f64, f64)> {
+    let run = wrk_run(&format!("http://127.0.0.1:{port}/"), conc, secs)?;
+    Some((run.rps, run.p99_us))
+}
+
+/// What one wrk run printed.
+#[derive(Clone, Copy, Debug)]
+pub struct WrkRun {
+    pub rps: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    /// Requests completed.
+    pub requests: u64,
+    /// Socket errors plus non-2xx/3xx responses.
+    pub errors: u64,
+}
+
+/// Runs wrk (one thread, `conc` connections, `--latency`) against `url` for
+/// `secs` (rounded up to whole seconds, at least 1). `None` if wrk is
+/// missing, failed, or printed something unexpected.
+pub fn wrk_run(url: &str, conc: usize, secs: f64) -> Option<WrkRun> {
     let secs = (secs.ceil() as u64).max(1);
     let out = Command::new("wrk")
         .args([
@@ -74,24 +94,43 @@ pub fn wrk(port: u16, conc: usize, secs: f64) -> Option<(f64, f64)> {
             &format!("-d{secs}s"),
             "--latency",
         ])
-        .arg(format!("http://127.0.0.1:{port}/"))
+        .arg(url)
         .output()
         .ok()?;
     if !out.status.success() {
         return None;
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let rps = text
+    parse_wrk(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Parses wrk's `--latency` report.
+pub fn parse_wrk(text: &str) -> Option<WrkRun> {
+    let line = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(str::trim))
+    };
+    let rps = line("Requests/sec:")?.parse().ok()?;
+    let p50 = parse_wrk_time(line("50%")?)?;
+    let p99 = parse_wrk_time(line("99%")?)?;
+    // "  123456 requests in 3.00s, 17.66MB read"
+    let requests = text
         .lines()
-        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))?
-        .trim()
-        .parse()
-        .ok()?;
-    let p99 = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("99%"))
-        .map(|v| parse_wrk_time(v.trim()))??;
-    Some((rps, p99))
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse().ok())?;
+    // "Socket errors: connect 0, read 0, write 0, timeout 0"
+    let socket_errors: u64 = line("Socket errors:").map_or(0, |v| {
+        v.split(',')
+            .filter_map(|kv| kv.split_whitespace().last()?.parse::<u64>().ok())
+            .sum()
+    });
+    let non_2xx: u64 = line("Non-2xx or 3xx responses:").map_or(0, |v| v.parse().unwrap_or(0));
+    Some(WrkRun {
+        rps,
+        p50_us: p50,
+        p99_us: p99,
+        requests,
+        errors: socket_errors + non_2xx,
+    })
 }
 
 /// wrk prints latencies like `45.00us`, `1.20ms`, `2.00s`.

@@ -1,0 +1,443 @@
+//! The `proxy` group: wrk → a reverse proxy → one nginx backend, for three
+//! proxies with the same number of threads (one per core):
+//!
+//! - ours: the `proxy` example's engine (`examples/proxy/engine.rs`),
+//!   in-process, one reactor per thread on `SO_REUSEPORT` listeners;
+//! - nginx as a proxy: `proxy_pass` to an `upstream` with `keepalive 64`,
+//!   `proxy_http_version 1.1`, `proxy_set_header Connection ""`, as many
+//!   workers (`reuseport` listeners);
+//! - HAProxy with `http-reuse always` and as many threads (`nbthread`).
+//!
+//! At concurrency 1, 16 and 64, the three are measured in interleaved
+//! rounds (ours, nginx, HAProxy, ours, …) of `BENCH_SECS` each, five of
+//! them (the machine is shared and its load comes in bursts), and the
+//! median round is reported: requests/s, p50 and p99 from wrk's `--latency`
+//! report, and the CPU time each proxy's processes used per request (from
+//! `/proc/<pid>/stat`; ours runs in this process, whose other threads idle
+//! meanwhile), which the machine's other load disturbs much less. Upstream connections opened per 10 000 requests come from the
+//! backend's `stub_status` accept counter, for every proxy alike (ours also
+//! counts its own `from_cache() == None` outcomes).
+//!
+//! Configurations are in this file; every process listens on 127.0.0.1 on a
+//! free port, runs from a temporary directory and is stopped by pid.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::engine::{Config as ProxyConfig, Proxy};
+use crate::nginx::{Nginx, Site};
+use crate::peers::{WrkRun, wrk_run};
+use crate::{CAP, Figure, LOCALHOST, Settings, median};
+
+/// The three sides, in measuring order.
+const SIDES: [&str; 3] = ["ours", "nginx", "haproxy"];
+
+pub fn figures(settings: Settings) -> Vec<Figure> {
+    let has = |bin: &str, arg: &str| Command::new(bin).arg(arg).output().is_ok();
+    let (wrk, haproxy_installed) = (has("wrk", "--version"), has("haproxy", "-v"));
+    if crate::nginx::binary().is_none() {
+        println!("proxy: skipped: nginx not installed (the backend and a peer)");
+        return Vec::new();
+    }
+    let mut missing = Vec::new();
+    if !wrk {
+        missing.push("wrk");
+    }
+    if !haproxy_installed {
+        missing.push("haproxy");
+    }
+    if !settings.smoke && !missing.is_empty() {
+        println!("proxy: skipped: {} not installed", missing.join(" and "));
+        return Vec::new();
+    }
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let Some(backend) = Nginx::start(Site {
+        listen_extra: "",
+        server: "keepalive_requests 100000000;\n keepalive_timeout 600s;\n \
+                 location = /backend-status { stub_status; }\n \
+                 location / { return 200 \"hello\\n\"; }",
+        files: Vec::new(),
+    }) else {
+        return Vec::new();
+    };
+    let mut config = ProxyConfig::new(SocketAddr::new(LOCALHOST, 0), backend.addr);
+    config.threads = threads;
+    let ours = Proxy::start(config).expect("start our proxy");
+    let nginx_proxy = Peer::nginx(backend.addr, threads);
+    if settings.smoke {
+        // Each configuration relays, and the measuring path runs once,
+        // briefly, with what is installed.
+        check_relays("ours", ours.addr());
+        check_relays("nginx", nginx_proxy.addr);
+        if haproxy_installed {
+            check_relays("haproxy", Peer::haproxy(backend.addr, threads).addr);
+        }
+        if wrk {
+            let run = wrk_run(&format!("http://{}/", ours.addr()), 4, 1.0)
+                .expect("wrk through our proxy");
+            println!(
+                "proxy (smoke): ours {:.0} req/s, p99 {:.0} µs, {} errors",
+                run.rps, run.p99_us, run.errors
+            );
+            assert_eq!(run.errors, 0, "wrk saw errors through our proxy");
+        }
+        if !missing.is_empty() {
+            println!(
+                "proxy (smoke): {} not installed: not run",
+                missing.join(" and ")
+            );
+        }
+        return Vec::new();
+    }
+    let haproxy = Peer::haproxy(backend.addr, threads);
+    let addrs = [ours.addr(), nginx_proxy.addr, haproxy.addr];
+    println!(
+        "proxy: backend nginx on {} (1 worker); proxies with {threads} threads each: ours on {}, \
+         nginx on {}, HAProxy on {}",
+        backend.addr, addrs[0], addrs[1], addrs[2]
+    );
+    for (side, addr) in SIDES.iter().zip(addrs) {
+        check_relays(side, addr);
+    }
+
+    let secs = settings.secs.max(1.0);
+    let mut out = Vec::new();
+    for conc in [1usize, 16, 64] {
+        // Warm each side: its upstream connections, the backend, caches.
+        for addr in addrs {
+            wrk_run(&format!("http://{addr}/"), conc, 1.0);
+        }
+        let mut runs: [Vec<WrkRun>; 3] = Default::default();
+        let mut cpu: [Vec<f64>; 3] = Default::default();
+        let mut accepts = [0u64; 3];
+        let mut own_connects = 0u64;
+        let pids = [vec![std::process::id()], nginx_proxy.pids(), haproxy.pids()];
+        for _ in 0..settings.rounds.max(5) {
+            for (i, addr) in addrs.iter().enumerate() {
+                let before = backend_accepts(backend.addr);
+                let ours_before = ours.totals().upstream_connects;
+                let ticks = cpu_ticks(&pids[i]);
+                let run = wrk_run(&format!("http://{addr}/"), conc, secs)
+                    .unwrap_or_else(|| panic!("wrk through {} at c{conc} failed", SIDES[i]));
+                let used = cpu_ticks(&pids[i]) - ticks;
+                cpu[i].push(used as f64 * 1e6 / clock_ticks() / run.requests.max(1) as f64);
+                // The status request after the round is an accept of its own.
+                accepts[i] += backend_accepts(backend.addr).saturating_sub(before + 1);
+                if i == 0 {
+                    own_connects += ours.totals().upstream_connects - ours_before;
+                }
+                if run.errors > 0 {
+                    println!(
+                        "proxy: {} at c{conc}: {} errors in wrk's report",
+                        SIDES[i], run.errors
+                    );
+                }
+                runs[i].push(run);
+            }
+        }
+        let med = |i: usize, f: fn(&WrkRun) -> f64| median(runs[i].iter().map(f).collect());
+        let rps: Vec<f64> = (0..3).map(|i| med(i, |r| r.rps)).collect();
+        let p50: Vec<f64> = (0..3).map(|i| med(i, |r| r.p50_us)).collect();
+        let p99: Vec<f64> = (0..3).map(|i| med(i, |r| r.p99_us)).collect();
+        let cpu_us: Vec<f64> = cpu.iter().map(|c| median(c.clone())).collect();
+        for (i, side) in SIDES.iter().enumerate() {
+            let rounds: Vec<String> = runs[i]
+                .iter()
+                .zip(&cpu[i])
+                .map(|(r, c)| {
+                    format!(
+                        "{:.0} ({:.0}/{:.0} µs, cpu {c:.1})",
+                        r.rps, r.p50_us, r.p99_us
+                    )
+                })
+                .collect();
+            println!(
+                "proxy c{conc} rounds, {side}: req/s (p50/p99): {}",
+                rounds.join(", ")
+            );
+        }
+        let per_10k: Vec<f64> = (0..3)
+            .map(|i| {
+                let requests: u64 = runs[i].iter().map(|r| r.requests).sum();
+                accepts[i] as f64 * 10_000.0 / requests.max(1) as f64
+            })
+            .collect();
+        let ours_requests: u64 = runs[0].iter().map(|r| r.requests).sum();
+        let own_per_10k = own_connects as f64 * 10_000.0 / ours_requests.max(1) as f64;
+        println!(
+            "proxy c{conc}: req/s ours {:.0}, nginx {:.0}, haproxy {:.0}; p50/p99 µs ours {:.0}/{:.0}, \
+             nginx {:.0}/{:.0}, haproxy {:.0}/{:.0}; upstream connections per 10 000 requests: \
+             ours {:.2} (own count {own_per_10k:.2}), nginx {:.2}, haproxy {:.2}; \
+             CPU µs per request: ours {:.1}, nginx {:.1}, haproxy {:.1}",
+            rps[0],
+            rps[1],
+            rps[2],
+            p50[0],
+            p99[0],
+            p50[1],
+            p99[1],
+            p50[2],
+            p99[2],
+            per_10k[0],
+            per_10k[1],
+            per_10k[2],
+            cpu_us[0],
+            cpu_us[1],
+            cpu_us[2]
+        );
+        let note = format!(
+            "p50 µs: ours {:.0}, nginx {:.0}, haproxy {:.0}; p99 µs: ours {:.0}, nginx {:.0}, haproxy {:.0}; \
+             upstream connections per 10 000 requests: ours {:.2}, nginx {:.2}, haproxy {:.2}",
+            p50[0], p50[1], p50[2], p99[0], p99[1], p99[2], per_10k[0], per_10k[1], per_10k[2]
+        );
+        let (rps_name, p99_name) = match conc {
+            1 => ("proxy_c1", Some("proxy_p99_c1")),
+            16 => ("proxy_c16", None),
+            _ => ("proxy_c64", Some("proxy_p99_c64")),
+        };
+        out.push(
+            Figure::new(rps_name, "req/s", true, rps[0])
+                .peer("nginx", rps[1])
+                .peer("haproxy", rps[2])
+                .note(note),
+        );
+        if let Some(name) = p99_name {
+            out.push(
+                Figure::new(name, "µs", false, p99[0])
+                    .peer("nginx", p99[1])
+                    .peer("haproxy", p99[2]),
+            );
+        }
+        let cpu_name = match conc {
+            1 => "proxy_cpu_c1",
+            16 => "proxy_cpu_c16",
+            _ => "proxy_cpu_c64",
+        };
+        out.push(
+            Figure::new(cpu_name, "µs CPU/req", false, cpu_us[0])
+                .peer("nginx", cpu_us[1])
+                .peer("haproxy", cpu_us[2])
+                .note("CPU time of the proxy's processes per request, user + system"),
+        );
+    }
+    drop(ours);
+    out
+}
+
+/// A few requests through `addr`, checked: the configuration relays.
+fn check_relays(side: &str, addr: SocketAddr) {
+    let mut client = crate::selftest::Client::connect(addr, CAP)
+        .unwrap_or_else(|e| panic!("connect to the {side} proxy: {e}"));
+    for _ in 0..20 {
+        let r = client
+            .get("/")
+            .unwrap_or_else(|e| panic!("GET through {side}: {e}"));
+        assert_eq!(
+            (r.status, r.body_str()),
+            (200, "hello\n"),
+            "through the {side} proxy"
+        );
+    }
+}
+
+/// The backend's accepted connections so far (`stub_status`).
+fn backend_accepts(backend: SocketAddr) -> u64 {
+    let mut s = TcpStream::connect_timeout(&backend, CAP).expect("connect to the backend");
+    s.set_read_timeout(Some(CAP)).expect("timeout");
+    s.write_all(b"GET /backend-status HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+        .expect("status request");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("status response");
+    // "server accepts handled requests\n 16630948 16630948 31070465"
+    text.lines()
+        .skip_while(|l| !l.starts_with("server accepts"))
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no accept counter in {text:?}"))
+}
+
+/// User plus system CPU time of `pids` so far, in clock ticks.
+fn cpu_ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the command name, which is in parentheses.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let utime: u64 = fields.get(11)?.parse().ok()?;
+            let stime: u64 = fields.get(12)?.parse().ok()?;
+            Some(utime + stime)
+        })
+        .sum()
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 { hz as f64 } else { 100.0 }
+}
+
+/// A peer proxy run as a child process, stopped by pid.
+struct Peer {
+    addr: SocketAddr,
+    child: Child,
+    dir: PathBuf,
+    name: &'static str,
+}
+
+impl Peer {
+    fn nginx(backend: SocketAddr, workers: usize) -> Peer {
+        let (addr, dir) = Peer::prepare("nginx");
+        let d = dir.display();
+        // `master_process on` for several workers; `daemon off` keeps the
+        // master our child. Client and upstream keep-alive are unlimited
+        // in requests, as they are for ours and HAProxy.
+        let conf = format!(
+            "daemon off;\nmaster_process on;\nworker_processes {workers};\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log warn;\nevents {{ worker_connections 4096; }}\n\
+             http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n \
+             fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n \
+             upstream backend {{ server {backend}; keepalive 64; keepalive_requests 100000000; }}\n \
+             server {{\n  listen {addr} reuseport;\n  keepalive_requests 100000000;\n  \
+             keepalive_timeout 600s;\n  location / {{\n   proxy_pass http://backend;\n   \
+             proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n  }}\n }}\n}}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).expect("write nginx.conf");
+        let bin = crate::nginx::binary().expect("nginx");
+        let child = Command::new(bin)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nginx");
+        Peer::ready(addr, child, dir, "nginx", "error.log")
+    }
+
+    fn haproxy(backend: SocketAddr, threads: usize) -> Peer {
+        let (addr, dir) = Peer::prepare("haproxy");
+        // maxconn bounds the descriptors HAProxy asks for: it refuses to
+        // start if the limit cannot be raised to what it computes.
+        let conf = format!(
+            "global\n  nbthread {threads}\n  maxconn 4096\n\n\
+             defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  \
+             timeout server 60s\n  http-reuse always\n\n\
+             frontend front\n  bind {addr}\n  default_backend back\n\n\
+             backend back\n  server backend {backend}\n"
+        );
+        std::fs::write(dir.join("haproxy.cfg"), conf).expect("write haproxy.cfg");
+        let log = std::fs::File::create(dir.join("haproxy.log")).expect("log file");
+        let child = Command::new("haproxy")
+            .arg("-db") // foreground: the pid is HAProxy's
+            .arg("-f")
+            .arg(dir.join("haproxy.cfg"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn haproxy");
+        Peer::ready(addr, child, dir, "haproxy", "haproxy.log")
+    }
+
+    /// The peer's process and its children (nginx's workers).
+    fn pids(&self) -> Vec<u32> {
+        let me = self.child.id();
+        let mut pids = vec![me];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')?
+                        .1
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<u32>()
+                        .ok()
+                });
+            if parent == Some(me) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// A free loopback port and a fresh state directory.
+    fn prepare(name: &str) -> (SocketAddr, PathBuf) {
+        let port = TcpListener::bind((LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let dir = std::env::temp_dir().join(format!(
+            "keepalive-bench-{name}-{}-{port}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).expect("state dir");
+        (SocketAddr::new(LOCALHOST, port), dir)
+    }
+
+    /// Waits until the peer accepts connections (it may not have bound yet).
+    fn ready(
+        addr: SocketAddr,
+        mut child: Child,
+        dir: PathBuf,
+        name: &'static str,
+        log: &str,
+    ) -> Peer {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(dir.join(log)).unwrap_or_default();
+                panic!("{name} exited with {status}: {log}");
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                return Peer {
+                    addr,
+                    child,
+                    dir,
+                    name,
+                };
+            }
+            assert!(
+                start.elapsed() < CAP,
+                "{name} did not accept within {CAP:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Peer {
+    /// SIGTERM (nginx's master then stops its workers), SIGKILL if it is
+    /// still there after a few seconds.
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) on our own child's pid, which it keeps until
+            // we wait for it.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                let _ = std::fs::remove_dir_all(&self.dir);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        eprintln!("{} did not stop on SIGTERM: killed", self.name);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
