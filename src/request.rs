@@ -242,6 +242,17 @@ pub struct ConnId {
     pub(crate) generation: u32,
 }
 
+impl ConnId {
+    /// A dense index: below the number of connections ever open at once
+    /// (so below [`max_open`](crate::Config::max_open)), reused by a later
+    /// connection once this one closed. Index a plain `Vec` with it and keep
+    /// the whole `ConnId` to tell a later connection from this one.
+    #[must_use]
+    pub fn index(&self) -> usize {
+        self.index as usize
+    }
+}
+
 impl fmt::Debug for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ConnId({}.{})", self.index, self.generation)

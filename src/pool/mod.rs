@@ -241,11 +241,13 @@ impl<C> Pool<C> {
             commands: VecDeque::new(),
             ready: VecDeque::new(),
             caller_timers: Slab::new(),
-            expired: VecDeque::new(),
+            // Sized so that a loop's first timers and lifecycle events do
+            // not allocate in the middle of its steady state.
+            expired: VecDeque::with_capacity(64),
             connecting: 0,
             waiting: 0,
             counters: Counters::default(),
-            lifecycle: VecDeque::new(),
+            lifecycle: VecDeque::with_capacity(if limits.lifecycle_events { 256 } else { 0 }),
             rng: policy::Rng::new(hasher_seed()),
             next_generation: 0,
             pool_id: NEXT_POOL_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
