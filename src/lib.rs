@@ -151,10 +151,6 @@ mod net;
 mod pool;
 mod reactor;
 mod request;
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "wired into the reactor by the integration step")
-)]
 mod resolve;
 mod stats;
 mod time;
@@ -168,7 +164,8 @@ pub use error::{AllocateError, ConnectError, Error, Function};
 pub use event::{Event, Events, FromCache, Outcome, Readiness, SourceReady, TimerFired};
 pub use lifecycle::{Change, CloseReason, Lifecycle};
 pub use reactor::Reactor;
-pub use request::{Request, RequestId, Target};
+pub use request::{Host, Request, RequestId, Target};
+pub use resolve::ResolveError;
 pub use stats::{Counters, Counts, KeyStats, Stats};
 pub use timer::TimerId;
 

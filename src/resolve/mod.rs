@@ -128,8 +128,8 @@ use slab::Slab;
 pub(crate) use addresses::Addresses;
 use cache::Cache;
 pub(crate) use cache::TtlPolicy;
-pub(crate) use conf::ResolvConf;
-pub(crate) use error::ResolveError;
+pub(crate) use conf::{MAX_NAMESERVERS, ResolvConf};
+pub use error::ResolveError;
 pub(crate) use hosts::Hosts;
 use message::{Family, Reply};
 use name::{HostName, hash_name, same_name};
@@ -527,6 +527,11 @@ impl Resolver {
         None
     }
 
+    /// Whether any try is open (and so has a deadline): O(1).
+    pub(crate) fn has_open_queries(&self) -> bool {
+        !self.queries.is_empty()
+    }
+
     /// The next try deadline, or a lower bound of it; `None` if no try is
     /// open.
     pub(crate) fn poll_timeout(&self) -> Option<Millis> {
@@ -890,6 +895,16 @@ impl Resolver {
         self.queries
             .get(id.index as usize)
             .filter(|q| q.generation == id.generation)
+    }
+}
+
+/// Whether `name` can be looked up: the check [`Resolver::lookup`] makes,
+/// with its reason if not (see [`HostName::parse`]). No allocation.
+pub(crate) fn check_name(name: &str) -> Result<(), &'static str> {
+    match HostName::parse(name) {
+        Ok(_) => Ok(()),
+        Err(ResolveError::InvalidName { reason }) => Err(reason),
+        Err(_) => Err("the host name is invalid"),
     }
 }
 
