@@ -27,15 +27,38 @@ impl Host {
     /// IPv4 or IPv6 literal (brackets allowed: `[::1]`), else a
     /// [`Host::Name`] in lower case. Allocates only for a name with an
     /// upper-case letter.
+    ///
+    /// ```
+    /// use keepalive::Host;
+    /// assert_eq!(Host::parse("[::1]"), Host::Addr("::1".parse().unwrap()));
+    /// assert_eq!(Host::parse("10.0.0.1"), Host::Addr([10, 0, 0, 1].into()));
+    /// assert_eq!(Host::parse("Example.ORG"), Host::Name("example.org".into()));
+    /// assert_eq!(Host::parse("1.2.3").name(), Some("1.2.3")); // not an address
+    /// ```
     pub fn parse(name: impl Into<Cow<'static, str>>) -> Host {
         let name = name.into();
         let literal = name
             .strip_prefix('[')
             .and_then(|n| n.strip_suffix(']'))
             .unwrap_or(&name);
-        match literal.parse::<IpAddr>() {
-            Ok(ip) => Host::Addr(ip),
-            Err(_) => Host::Name(lowercase(name)),
+        // One pass, as this is on the hit path: only text with a colon
+        // (IPv6) or of digits and dots alone (IPv4) can be a literal, and
+        // only text with an upper-case letter needs lowering.
+        let (mut colon, mut numeric, mut upper) = (false, true, false);
+        for b in literal.bytes() {
+            colon |= b == b':';
+            numeric &= b.is_ascii_digit() || b == b'.';
+            upper |= b.is_ascii_uppercase();
+        }
+        if colon || numeric {
+            if let Ok(ip) = literal.parse::<IpAddr>() {
+                return Host::Addr(ip);
+            }
+        }
+        if upper {
+            Host::Name(Cow::Owned(name.to_ascii_lowercase()))
+        } else {
+            Host::Name(name)
         }
     }
 
