@@ -34,6 +34,10 @@ pub struct Config {
     /// At most this many sockets in all: connecting, lent and idle. A request
     /// that waits only because of this limit closes the least recently used
     /// idle socket of another key to make room. Default 128; must be ≥ 1.
+    /// A connection by host name counts once while it connects, though Happy
+    /// Eyeballs may hold an attempt per address of the name open for it at
+    /// once, and the resolver's queries their own sockets (two per name
+    /// being looked up): those are not counted.
     pub max_open: usize,
     /// How long a freed connection stays idle in the pool before it is closed.
     /// Default 15 s; at least 1 ms. `None`: idle connections never expire

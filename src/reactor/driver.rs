@@ -8,7 +8,6 @@ pub(super) mod names;
 
 use std::borrow::Cow;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -60,13 +59,9 @@ pub(super) struct SocketEntry {
     /// socket can never be pooled, whatever the connection's reads proved
     /// about its data.
     peer_closed: bool,
-    /// For a target given by name: the address its socket reached, and the
-    /// generation of the slot it was for. Kept after the socket closes, so
-    /// that the close's lifecycle event can name it.
-    peer: Option<(u32, SocketAddr)>,
-    /// For a target given by name, until a connection attempt wins: its
-    /// lookup and attempts.
-    dial: Option<Box<names::Dial>>,
+    /// For a target given by name: its lookup and attempts, then the
+    /// address reached. Boxed: a numeric slot pays one pointer for it.
+    named: Option<Box<names::Named>>,
 }
 
 impl SocketEntry {
@@ -440,14 +435,11 @@ impl<C> Driver<C> {
                 }
                 Command::Close { slot } => {
                     if let Some(entry) = self.sockets.get_mut(slot.index as usize) {
-                        if let Some(dial) = entry.dial.take() {
-                            self.names.abandon(*dial);
+                        if let Some(named) = entry.named.take() {
+                            self.names.closed(slot, *named);
                         }
                         // Closing the descriptor also removes it from epoll.
-                        *entry = SocketEntry {
-                            peer: entry.peer,
-                            ..SocketEntry::default()
-                        };
+                        *entry = SocketEntry::default();
                     }
                 }
             }
@@ -487,15 +479,13 @@ impl<C> Driver<C> {
     /// Turns the pool's lifecycle changes into events.
     pub(super) fn deliver_lifecycle(&mut self, events: &mut Events<C>) {
         while let Some((slot, mut peer, change)) = self.pool.poll_lifecycle() {
-            if let Some(&(generation, reached)) = self
-                .sockets
-                .get(slot.index as usize)
-                .and_then(|e| e.peer.as_ref())
-            {
+            if peer.ip().is_unspecified() {
                 // A target given by name: the pool knows the name only.
-                if generation == slot.generation && peer.ip().is_unspecified() {
-                    peer = reached;
-                }
+                let entry = self.sockets.get(slot.index as usize);
+                peer = entry
+                    .and_then(|e| names::Named::peer_of(e.named.as_deref(), slot))
+                    .or_else(|| self.names.closed_peer(slot))
+                    .unwrap_or(peer);
             }
             events.list.push(Event::Lifecycle(Lifecycle {
                 conn: ConnId {
@@ -506,6 +496,7 @@ impl<C> Driver<C> {
                 change,
             }));
         }
+        self.names.forget_closed();
     }
 
     /// Turns fired caller timers into events.
@@ -530,10 +521,8 @@ impl<C> Driver<C> {
                     let entry = self.entry(slot.index);
                     let (stream, tls) = (entry.stream.take(), entry.tls.take());
                     // A target given by name: the address its socket reached.
-                    let peer = match entry.peer {
-                        Some((generation, reached)) if generation == slot.generation => reached,
-                        _ => target.socket_addr(),
-                    };
+                    let peer = names::Named::peer_of(entry.named.as_deref(), slot)
+                        .unwrap_or_else(|| target.socket_addr());
                     let result = match stream {
                         Some(stream) => Ok(Connection::new(
                             stream,

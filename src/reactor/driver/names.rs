@@ -108,6 +108,9 @@ pub(in crate::reactor) struct Names {
     buf: Vec<u8>,
     /// The resolver may have output to drain.
     dirty: bool,
+    /// Addresses of connections by name closed since the last tick's
+    /// lifecycle events, so that their `Closed` events can name them.
+    closed_peers: Vec<(SlotId, SocketAddr)>,
 }
 
 struct Aux {
@@ -135,8 +138,29 @@ enum AuxSocket {
     },
 }
 
-/// A slot connecting to a name: its lookup, then its attempts. Boxed in
-/// the slot's [`SocketEntry`] until one attempt wins.
+/// What a slot of a target given by name holds besides its socket: boxed
+/// in the slot's [`SocketEntry`] from the connect command to the close.
+pub(super) struct Named {
+    /// The slot's generation: the entry outlives no slot, but lifecycle
+    /// events are matched to it after the fact.
+    generation: u32,
+    /// The address the winning attempt reached.
+    peer: Option<SocketAddr>,
+    /// Until an attempt wins.
+    dial: Option<Dial>,
+}
+
+impl Named {
+    /// The address `slot`'s socket reached, if `named` is that slot's and
+    /// it has connected.
+    pub(super) fn peer_of(named: Option<&Named>, slot: SlotId) -> Option<SocketAddr> {
+        named
+            .filter(|n| n.generation == slot.generation)
+            .and_then(|n| n.peer)
+    }
+}
+
+/// A slot connecting to a name: its lookup, then its attempts.
 pub(super) struct Dial {
     /// Until the answer comes.
     lookup: Option<LookupId>,
@@ -196,6 +220,7 @@ impl Names {
             delay: millis_ceil(config.happy_eyeballs_delay),
             buf: Vec::new(),
             dirty: false,
+            closed_peers: Vec::new(),
         })
     }
 
@@ -213,10 +238,36 @@ impl Names {
         }
     }
 
+    /// `slot`, of a target given by name, closed: a dial under way is
+    /// abandoned, and the address it had reached is kept for its `Closed`
+    /// lifecycle event.
+    pub(super) fn closed(&mut self, slot: SlotId, named: Named) {
+        if let Some(dial) = named.dial {
+            self.abandon(dial);
+        }
+        if let Some(peer) = named.peer {
+            self.closed_peers.push((slot, peer));
+        }
+    }
+
+    /// The address a connection by name closed since the last tick had.
+    pub(super) fn closed_peer(&self, slot: SlotId) -> Option<SocketAddr> {
+        self.closed_peers
+            .iter()
+            .find(|(s, _)| *s == slot)
+            .map(|&(_, peer)| peer)
+    }
+
+    /// The tick's lifecycle events are out: the closed ones' addresses are
+    /// not needed any more.
+    pub(super) fn forget_closed(&mut self) {
+        self.closed_peers.clear();
+    }
+
     /// Forgets a dial whose slot closed: its lookup interest is cancelled
     /// (the resolution itself goes on and fills the cache), its attempts
     /// closed, its timer cancelled.
-    pub(super) fn abandon(&mut self, dial: Dial) {
+    fn abandon(&mut self, dial: Dial) {
         if let Some(lookup) = dial.lookup {
             self.resolver.cancel(lookup);
             self.lookups.remove(&lookup);
@@ -474,19 +525,21 @@ impl<C> Driver<C> {
         };
         self.names.dirty = true;
         self.names.lookups.insert(lookup, slot);
-        let peer = self.entry(slot.index).peer;
         *self.entry(slot.index) = SocketEntry {
             tls,
-            peer,
-            dial: Some(Box::new(Dial {
-                lookup: Some(lookup),
-                port,
-                bind,
-                addrs: Vec::new(),
-                next: 0,
-                attempts: Vec::new(),
-                timer: None,
-                last_error: None,
+            named: Some(Box::new(Named {
+                generation: slot.generation,
+                peer: None,
+                dial: Some(Dial {
+                    lookup: Some(lookup),
+                    port,
+                    bind,
+                    addrs: Vec::new(),
+                    next: 0,
+                    attempts: Vec::new(),
+                    timer: None,
+                    last_error: None,
+                }),
             })),
             ..SocketEntry::default()
         };
@@ -530,10 +583,7 @@ impl<C> Driver<C> {
         result: Result<Addresses, ResolveError>,
         now: Millis,
     ) {
-        if self.pool.phase(slot) != Some(Phase::Connecting) {
-            return;
-        }
-        let Some(dial) = self.entry(slot.index).dial.as_mut() else {
+        let Some(dial) = self.dial_mut(slot) else {
             return;
         };
         dial.lookup = None;
@@ -566,10 +616,13 @@ impl<C> Driver<C> {
     /// and no attempt in flight, the slot fails with the last error.
     fn next_attempt(&mut self, registry: &mio::Registry, slot: SlotId, now: Millis) {
         let nodelay = self.nodelay;
-        let Some(entry) = self.sockets.get_mut(slot.index as usize) else {
-            return;
-        };
-        let Some(dial) = entry.dial.as_mut() else {
+        let Some(dial) = self
+            .sockets
+            .get_mut(slot.index as usize)
+            .and_then(|e| e.named.as_deref_mut())
+            .filter(|n| n.generation == slot.generation)
+            .and_then(|n| n.dial.as_mut())
+        else {
             return;
         };
         if let Some(timer) = dial.timer.take() {
@@ -679,13 +732,17 @@ impl<C> Driver<C> {
         if self.dial_mut(slot).is_none() {
             return;
         }
-        let Some(dial) = self
+        let Some(named) = self
             .sockets
             .get_mut(slot.index as usize)
-            .and_then(|e| e.dial.take())
+            .and_then(|e| e.named.as_deref_mut())
         else {
             return;
         };
+        let Some(dial) = named.dial.take() else {
+            return;
+        };
+        named.peer = Some(addr);
         for other in dial.attempts.iter().filter(|&&a| a != index) {
             // Closing the descriptor also removes it from epoll.
             self.names.aux.try_remove(*other as usize);
@@ -702,7 +759,6 @@ impl<C> Driver<C> {
         let entry = self.entry(slot.index);
         entry.stream = Some(stream);
         entry.connected = true;
-        entry.peer = Some((slot.generation, addr));
         self.connecting_ready(slot, event, now);
     }
 
@@ -711,10 +767,15 @@ impl<C> Driver<C> {
         if self.pool.phase(slot) != Some(Phase::Connecting) {
             return None;
         }
-        self.sockets
+        let named = self
+            .sockets
             .get_mut(slot.index as usize)?
-            .dial
-            .as_deref_mut()
+            .named
+            .as_deref_mut()?;
+        if named.generation != slot.generation {
+            return None;
+        }
+        named.dial.as_mut()
     }
 
     /// Fires the resolver's try deadlines and the Happy Eyeballs timers at
