@@ -225,6 +225,33 @@ fn main() -> Result<()> {
     expect(second.is_resumed(), "a resumed TLS session")?;
     drop((conn, second));
 
+    // 9. By name: `localhost` comes from the hosts file (or, if the file
+    //    does not name it, RFC 6761's ::1 and 127.0.0.1), so no network is
+    //    needed. Happy Eyeballs tries ::1 first; the demo server listens on
+    //    127.0.0.1 only, so ::1 is refused and 127.0.0.1 is tried at once.
+    println!();
+    let port = server.addr.port();
+    let by_name = |context| Request::host("http", "localhost", port, context);
+    let t = Instant::now();
+    reactor.allocate(by_name("by name"))?;
+    let outcome = wait_outcome(&mut reactor, &mut events)?;
+    let target = outcome.target.to_string();
+    let mut conn = outcome.result?;
+    get(&mut reactor, &mut events, &mut conn)?;
+    report("9. by name: localhost", t, &conn);
+    println!("   {target} reached {}", conn.peer_addr());
+    reactor.free(conn)?;
+    let t = Instant::now();
+    reactor.allocate(by_name("by name, again"))?;
+    let mut conn = wait_outcome(&mut reactor, &mut events)?.result?;
+    get(&mut reactor, &mut events, &mut conn)?;
+    report("   same name, after free", t, &conn);
+    expect(
+        conn.from_cache() == Some(FromCache::Immediate),
+        "an Immediate reuse by name (the pool key is the name)",
+    )?;
+    drop(conn);
+
     reactor.shutdown();
     println!(
         "\nthe plain HTTP server accepted {} connections for {} requests",

@@ -1,7 +1,8 @@
 //! Reactor configuration: limits and timings, with the original's defaults.
 
 use std::borrow::Cow;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +34,10 @@ pub struct Config {
     /// At most this many sockets in all: connecting, lent and idle. A request
     /// that waits only because of this limit closes the least recently used
     /// idle socket of another key to make room. Default 128; must be ≥ 1.
+    /// A connection by host name counts once while it connects, though Happy
+    /// Eyeballs may hold an attempt per address of the name open for it at
+    /// once, and the resolver's queries their own sockets (two per name
+    /// being looked up): those are not counted.
     pub max_open: usize,
     /// How long a freed connection stays idle in the pool before it is closed.
     /// Default 15 s; at least 1 ms. `None`: idle connections never expire
@@ -90,6 +95,44 @@ pub struct Config {
     /// connection opened, parked idle and closed (with its
     /// [`CloseReason`](crate::CloseReason)). Default off: nothing is queued.
     pub lifecycle_events: bool,
+    /// The resolver configuration file for requests [by
+    /// name](crate::Request::host): name servers, search list, `ndots`,
+    /// `timeout`, `attempts`, `rotate` (see the README's "Host names").
+    /// Read once, by [`Reactor::new`](crate::Reactor::new). A missing file
+    /// means glibc's defaults (a server on 127.0.0.1, port 53, no search
+    /// list, `ndots:1 timeout:5 attempts:2`); lines it does not understand
+    /// are skipped, as glibc skips them. The `RES_OPTIONS` environment
+    /// variable, if set, overrides its options, as with glibc. Default
+    /// `/etc/resolv.conf`.
+    pub resolv_conf: PathBuf,
+    /// Name servers to ask instead of those of
+    /// [`resolv_conf`](Config::resolv_conf) (whose search list and options
+    /// still apply), with their ports: at most 3 are used, as glibc does.
+    /// Default empty: the file's.
+    pub nameservers: Vec<SocketAddr>,
+    /// The hosts file, looked up before DNS. Read once, by
+    /// [`Reactor::new`](crate::Reactor::new); a missing file means no
+    /// entries (`localhost` still answers `::1` and `127.0.0.1`, RFC 6761).
+    /// Default `/etc/hosts`.
+    pub hosts_file: PathBuf,
+    /// Host names whose answers the resolver caches at most (least
+    /// recently used evicted first); 0 turns the cache off. Default 1024.
+    pub dns_cache_size: usize,
+    /// Shortest time a positive answer is cached, whatever its TTL (a TTL
+    /// of 0 included). Default 1 s.
+    pub dns_ttl_floor: Duration,
+    /// Longest time a positive answer is cached, whatever its TTL, so a
+    /// long-lived pool notices a changed address. Default 1 h; at least the
+    /// floor.
+    pub dns_ttl_cap: Duration,
+    /// Longest time a negative answer (no such name, no address) is cached;
+    /// its zone's SOA decides within that (RFC 2308). Default 30 s.
+    pub dns_negative_ttl_cap: Duration,
+    /// Happy Eyeballs (RFC 8305): how long a connection attempt to one of a
+    /// name's addresses may go unanswered before the next address is tried
+    /// in parallel. Default 250 ms (the RFC's recommendation); at least
+    /// 10 ms (its minimum).
+    pub happy_eyeballs_delay: Duration,
 }
 
 impl Default for Config {
@@ -111,6 +154,14 @@ impl Default for Config {
             max_pending_per_key: None,
             max_pending: None,
             lifecycle_events: false,
+            resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            nameservers: Vec::new(),
+            hosts_file: PathBuf::from("/etc/hosts"),
+            dns_cache_size: 1024,
+            dns_ttl_floor: Duration::from_secs(1),
+            dns_ttl_cap: Duration::from_secs(3600),
+            dns_negative_ttl_cap: Duration::from_secs(30),
+            happy_eyeballs_delay: Duration::from_millis(250),
         }
     }
 }
@@ -231,6 +282,52 @@ impl Config {
         self
     }
 
+    /// Sets [`resolv_conf`](Config::resolv_conf).
+    #[must_use]
+    pub fn with_resolv_conf(mut self, path: impl Into<PathBuf>) -> Self {
+        self.resolv_conf = path.into();
+        self
+    }
+
+    /// Sets [`nameservers`](Config::nameservers).
+    #[must_use]
+    pub fn with_nameservers(mut self, servers: Vec<SocketAddr>) -> Self {
+        self.nameservers = servers;
+        self
+    }
+
+    /// Sets [`hosts_file`](Config::hosts_file).
+    #[must_use]
+    pub fn with_hosts_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.hosts_file = path.into();
+        self
+    }
+
+    /// Sets [`dns_cache_size`](Config::dns_cache_size).
+    #[must_use]
+    pub fn with_dns_cache_size(mut self, n: usize) -> Self {
+        self.dns_cache_size = n;
+        self
+    }
+
+    /// Sets [`dns_ttl_floor`](Config::dns_ttl_floor),
+    /// [`dns_ttl_cap`](Config::dns_ttl_cap) and
+    /// [`dns_negative_ttl_cap`](Config::dns_negative_ttl_cap).
+    #[must_use]
+    pub fn with_dns_ttl(mut self, floor: Duration, cap: Duration, negative_cap: Duration) -> Self {
+        self.dns_ttl_floor = floor;
+        self.dns_ttl_cap = cap;
+        self.dns_negative_ttl_cap = negative_cap;
+        self
+    }
+
+    /// Sets [`happy_eyeballs_delay`](Config::happy_eyeballs_delay).
+    #[must_use]
+    pub fn with_happy_eyeballs_delay(mut self, d: Duration) -> Self {
+        self.happy_eyeballs_delay = d;
+        self
+    }
+
     /// Makes `scheme` a TLS scheme too (besides `https`).
     pub fn with_tls_scheme(mut self, scheme: impl Into<Cow<'static, str>>) -> Self {
         self.tls_schemes.push(scheme.into());
@@ -275,6 +372,11 @@ impl Config {
         if self.max_open > u32::MAX as usize / 2 {
             return bad("max_open", "must be below 2^31");
         }
+        // On 32-bit targets a poller token is the slot index alone, below
+        // the two bits the reactor keeps (caller tokens, name lookups).
+        if self.max_open > usize::MAX >> 2 {
+            return bad("max_open", "must be below 2^30 on 32-bit targets");
+        }
         if self.max_events_per_tick == 0 {
             return bad("max_events_per_tick", "must be at least 1");
         }
@@ -306,6 +408,35 @@ impl Config {
         }
         if self.max_idle_per_key == Some(0) {
             return bad("max_idle_per_key", "must be at least 1");
+        }
+        for (field, d) in [
+            ("dns_ttl_floor", self.dns_ttl_floor),
+            ("dns_ttl_cap", self.dns_ttl_cap),
+            ("dns_negative_ttl_cap", self.dns_negative_ttl_cap),
+            ("happy_eyeballs_delay", self.happy_eyeballs_delay),
+        ] {
+            if too_long(d) {
+                return bad(field, "must be below 10 years");
+            }
+        }
+        if self.dns_ttl_cap < self.dns_ttl_floor {
+            return bad("dns_ttl_cap", "must be at least dns_ttl_floor");
+        }
+        if self.happy_eyeballs_delay < Duration::from_millis(10) {
+            return bad(
+                "happy_eyeballs_delay",
+                "must be at least 10 ms (RFC 8305's minimum)",
+            );
+        }
+        if self
+            .nameservers
+            .iter()
+            .any(|s| s.ip().to_canonical().is_unspecified() || s.port() == 0)
+        {
+            return bad(
+                "nameservers",
+                "must not hold an unspecified address or port 0",
+            );
         }
         Ok(())
     }

@@ -5,6 +5,7 @@ use std::fmt;
 use std::io;
 
 use crate::request::{Request, RequestId};
+use crate::resolve::ResolveError;
 
 /// A call was refused. Nothing was lost: values the call took are handed back
 /// ([`AllocateError`] carries the request; a connection refused by
@@ -186,6 +187,8 @@ impl fmt::Display for Function {
 #[derive(Debug)]
 pub struct ConnectError {
     function: Function,
+    /// For a `resolve` failure, an error carrying the [`ResolveError`]
+    /// (kept in the `io::Error`, so outcomes stay small).
     error: io::Error,
 }
 
@@ -214,13 +217,24 @@ impl ConnectError {
     }
 
     /// The host name did not resolve: `resolve`, with `ETIMEDOUT` for a
-    /// lookup that timed out and the message of the DNS failure otherwise.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "wired into the reactor by the integration step")
-    )]
-    pub(crate) fn resolve(error: crate::resolve::ResolveError) -> Self {
+    /// lookup that timed out, and the resolver's message.
+    pub(crate) fn resolve(error: ResolveError) -> Self {
         ConnectError::new(Function::Resolve, error.to_io_error())
+    }
+
+    /// For a failure of function [`resolve`](Function::Resolve): why the
+    /// host name gave no address (no such name, no address of a usable
+    /// family, the name servers failed or did not answer). `None` for
+    /// every other function.
+    #[must_use]
+    pub fn resolve_error(&self) -> Option<ResolveError> {
+        if self.function != Function::Resolve {
+            return None;
+        }
+        self.error
+            .get_ref()?
+            .downcast_ref::<ResolveError>()
+            .copied()
     }
 
     /// The step that failed.
@@ -230,10 +244,14 @@ impl ConnectError {
     }
 
     /// The OS error number (`ECONNREFUSED`, `ETIMEDOUT`, …), where the failure
-    /// has one; TLS failures have none.
+    /// has one; TLS failures have none, nor do DNS answers (no such name,
+    /// server failure), while a lookup that timed out has `ETIMEDOUT`.
     #[must_use]
     pub fn errno(&self) -> Option<i32> {
-        self.error.raw_os_error()
+        match self.resolve_error() {
+            Some(e) => e.errno(),
+            None => self.error.raw_os_error(),
+        }
     }
 
     /// A human-readable message, like the original's `error_str`.

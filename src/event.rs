@@ -84,6 +84,10 @@ pub struct TimerFired {
 /// One thing that happened.
 #[derive(Debug)]
 #[non_exhaustive]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "outcomes are the event every request gets; boxing one would allocate on the hit path"
+)]
 pub enum Event<C> {
     /// A request's outcome: exactly one per request that was not deallocated.
     Outcome(Outcome<C>),

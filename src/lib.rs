@@ -3,7 +3,7 @@
 //!
 //! `keepalive` re-creates Perl's POE::Component::Client::Keepalive on raw
 //! mio: you [`allocate`](Reactor::allocate) a connection to a scheme, address
-//! and port; the [`Reactor`] hands back an idle kept-alive connection or
+//! (or [host name](#host-names)) and port; the [`Reactor`] hands back an idle kept-alive connection or
 //! connects a new one, within per-host and global limits, and reports the
 //! outcome as an [`Event`] tagged with your [`RequestId`]. When you are done,
 //! [`free`](Reactor::free) the [`Connection`] (or drop it) and it goes back
@@ -121,13 +121,44 @@
 //! std::thread::spawn(move || drop(reactor));
 //! ```
 //!
+//! # Host names
+//!
+//! [`Request::host`] asks for a host by name; [`Request::new`] stays
+//! numeric and never looks anything up. The reactor resolves names on its
+//! own poller (the hosts file, then a TTL-bounded cache, then DNS over UDP,
+//! TCP when truncated, as [`Config::resolv_conf`] says) and connects with
+//! Happy Eyeballs (RFC 8305: IPv6 first, the next address after
+//! [`Config::happy_eyeballs_delay`] or at once on a failure, first to
+//! connect wins). The pool key is the name, so connections to it are shared
+//! whatever address they reached, never with a request by address;
+//! [`Connection::peer_addr`] says which address was used. The request's one
+//! timeout covers lookup, connect and TLS; a lookup that fails first is
+//! function [`resolve`](Function::Resolve) with a [`ResolveError`]
+//! ([`ConnectError::resolve_error`]).
+//!
+//! ```no_run
+//! use keepalive::{Config, Event, Events, Reactor, Request};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut reactor: Reactor<()> = Reactor::new(Config::default())?;
+//! let mut events = Events::new();
+//! reactor.allocate(Request::host("http", "localhost", 8080, ()))?;
+//! reactor.poll(&mut events, None)?;
+//! if let Some(Event::Outcome(outcome)) = events.drain().next() {
+//!     let conn = outcome.result?;
+//!     println!("{} via {}", outcome.target, conn.peer_addr());
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Guarantees
 //!
 //! - Every allocated request gets exactly one outcome, unless it is
 //!   [deallocated](Reactor::deallocate), in which case it gets none. The
 //!   outcome always comes from a poll, never from `allocate` itself.
 //! - At most [`max_per_host`](Config::max_per_host) connections per
-//!   [`Target`] are connecting or lent, and at most
+//!   [`Target`] (a name counts as one target, whatever its addresses) are
+//!   connecting or lent, and at most
 //!   [`max_open`](Config::max_open) sockets are open in all; requests over a
 //!   limit wait in FIFO order.
 //! - A connection whose peer closed it, or that has unread data, is never
@@ -152,10 +183,6 @@ mod net;
 mod pool;
 mod reactor;
 mod request;
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "wired into the reactor by the integration step")
-)]
 mod resolve;
 mod stats;
 mod time;
@@ -169,7 +196,8 @@ pub use error::{AllocateError, ConnectError, Error, Function};
 pub use event::{Event, Events, FromCache, Outcome, Readiness, SourceReady, TimerFired};
 pub use lifecycle::{Change, CloseReason, Lifecycle};
 pub use reactor::Reactor;
-pub use request::{Request, RequestId, Target};
+pub use request::{Host, Request, RequestId, Target};
+pub use resolve::ResolveError;
 pub use stats::{Counters, Counts, KeyStats, Stats};
 pub use timer::TimerId;
 

@@ -1,5 +1,5 @@
-//! The socket calls mio does not offer: bind before connect, and a one-byte
-//! peek. This is the only module with `unsafe`; each block is one libc call
+//! The system calls mio does not offer: bind before connect, a one-byte
+//! peek, and random bits for the resolver. This is the only module with `unsafe`; each block is one libc call
 //! on a descriptor or buffer this module owns, with a `// SAFETY:` line.
 //!
 //! Sockets are created nonblocking and close-on-exec in one call
@@ -197,6 +197,45 @@ pub(crate) fn peek(fd: RawFd) -> Peek {
             }
         };
     }
+}
+
+/// 128 random bits from the kernel (`getrandom(2)`), to key the resolver's
+/// query ids and so make its replies hard to spoof.
+///
+/// Should the call fail (a kernel before 3.17, or a seccomp filter that
+/// refuses it), the seed falls back to the wall-clock time in nanoseconds
+/// and the process id, mixed with a randomly keyed hash: unique per
+/// reactor, but guessable by someone who knows when the process started;
+/// the per-query random source port still stands in the way of a spoofer.
+pub(crate) fn random_seed() -> u128 {
+    let mut buf = [0u8; 16];
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: `rest` is a live buffer and we pass its exact length.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        match usize::try_from(n) {
+            Ok(n) => filled += n,
+            Err(_) if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return fallback_seed(),
+        }
+    }
+    u128::from_ne_bytes(buf)
+}
+
+/// See [`random_seed`].
+#[expect(
+    clippy::disallowed_methods,
+    reason = "a seed, not a timestamp: the pool's clock is not involved"
+)]
+fn fallback_seed() -> u128 {
+    use std::hash::BuildHasher;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let pid = u128::from(std::process::id());
+    let keyed = hashbrown::DefaultHashBuilder::default().hash_one((nanos, pid));
+    nanos ^ (pid << 64) ^ u128::from(keyed).rotate_left(32)
 }
 
 #[cfg(test)]

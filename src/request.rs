@@ -3,24 +3,112 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
+
+/// The remote host of a [`Target`]: an address, or a name the reactor
+/// resolves (see [`Request::host`]).
+///
+/// Part of the pool key as given: connections made for a name are shared by
+/// every request for that name, whichever of its addresses they reached,
+/// and never with a request for an address, even the same one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// A numeric address: no name lookup.
+    Addr(IpAddr),
+    /// A host name, in lower case (names compare without regard to case),
+    /// as the caller gave it otherwise (a trailing dot is kept: it skips
+    /// the search list).
+    Name(Cow<'static, str>),
+}
+
+impl Host {
+    /// The host of `name`: a numeric [`Host::Addr`] if it parses as an
+    /// IPv4 or IPv6 literal (brackets allowed: `[::1]`), else a
+    /// [`Host::Name`] in lower case. Allocates only for a name with an
+    /// upper-case letter.
+    ///
+    /// ```
+    /// use keepalive::Host;
+    /// assert_eq!(Host::parse("[::1]"), Host::Addr("::1".parse().unwrap()));
+    /// assert_eq!(Host::parse("10.0.0.1"), Host::Addr([10, 0, 0, 1].into()));
+    /// assert_eq!(Host::parse("Example.ORG"), Host::Name("example.org".into()));
+    /// assert_eq!(Host::parse("1.2.3").name(), Some("1.2.3")); // not an address
+    /// ```
+    pub fn parse(name: impl Into<Cow<'static, str>>) -> Host {
+        let name = name.into();
+        let literal = name
+            .strip_prefix('[')
+            .and_then(|n| n.strip_suffix(']'))
+            .unwrap_or(&name);
+        // One pass, as this is on the hit path: only text with a colon
+        // (IPv6) or of digits and dots alone (IPv4) can be a literal, and
+        // only text with an upper-case letter needs lowering.
+        let (mut colon, mut numeric, mut upper) = (false, true, false);
+        for b in literal.bytes() {
+            colon |= b == b':';
+            numeric &= b.is_ascii_digit() || b == b'.';
+            upper |= b.is_ascii_uppercase();
+        }
+        if colon || numeric {
+            if let Ok(ip) = literal.parse::<IpAddr>() {
+                return Host::Addr(ip);
+            }
+        }
+        if upper {
+            Host::Name(Cow::Owned(name.to_ascii_lowercase()))
+        } else {
+            Host::Name(name)
+        }
+    }
+
+    /// The address, for a numeric host.
+    #[must_use]
+    pub fn addr(&self) -> Option<IpAddr> {
+        match self {
+            Host::Addr(ip) => Some(*ip),
+            Host::Name(_) => None,
+        }
+    }
+
+    /// The name, for a host given by name.
+    #[must_use]
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Host::Addr(_) => None,
+            Host::Name(name) => Some(name),
+        }
+    }
+}
+
+impl fmt::Display for Host {
+    /// An address as written in a URL authority (`127.0.0.1`, `[::1]`), or
+    /// the name.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Addr(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            Host::Addr(IpAddr::V4(ip)) => write!(f, "{ip}"),
+            Host::Name(name) => f.write_str(name),
+        }
+    }
+}
 
 /// Where a connection goes and which pool it belongs to: the pool key.
 ///
 /// Two requests share idle connections only when their targets are equal:
-/// scheme, address, port, caller tag, local bind address and TLS server name
+/// scheme, host, port, caller tag, local bind address and TLS server name
 /// all match. So
 /// `http` and `https` to one address never share a socket, and a proxy can
 /// keep tunnels apart with a [tag](Request::tag) (the original's
-/// `for_scheme`/`for_addr`/`for_port`).
+/// `for_scheme`/`for_addr`/`for_port`). A host given by name is keyed by
+/// the name, never by what it resolved to (see [`Host`]).
 ///
-/// Strings are `Cow<'static, str>` so that the usual literal schemes cost no
-/// allocation on the hit path.
+/// Strings are `Cow<'static, str>` so that the usual literal schemes (and
+/// host names) cost no allocation on the hit path.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Target {
     pub(crate) scheme: Cow<'static, str>,
-    pub(crate) addr: IpAddr,
+    pub(crate) host: Host,
     pub(crate) port: u16,
     pub(crate) tag: Option<Cow<'static, str>>,
     pub(crate) bind: Option<IpAddr>,
@@ -35,10 +123,29 @@ impl Target {
         &self.scheme
     }
 
-    /// The remote address, echoed.
+    /// The remote host, echoed: an address, or the name asked for.
+    #[must_use]
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// The host name, for a target given by name (lower case).
+    #[must_use]
+    pub fn name(&self) -> Option<&str> {
+        self.host.name()
+    }
+
+    /// The remote address, echoed, for a numeric target. A target given by
+    /// name has no fixed address: this is then the unspecified address
+    /// `::`, never a real peer. The address a connection reached is its
+    /// [`peer_addr`](crate::Connection::peer_addr); [`host`](Target::host)
+    /// tells the two kinds apart.
     #[must_use]
     pub fn addr(&self) -> IpAddr {
-        self.addr
+        match self.host {
+            Host::Addr(ip) => ip,
+            Host::Name(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        }
     }
 
     /// The remote port, echoed.
@@ -47,10 +154,11 @@ impl Target {
         self.port
     }
 
-    /// The remote socket address.
+    /// The remote socket address: [`addr`](Target::addr) and the port, so
+    /// `[::]:port` for a target given by name.
     #[must_use]
     pub fn socket_addr(&self) -> SocketAddr {
-        SocketAddr::new(self.addr, self.port)
+        SocketAddr::new(self.addr(), self.port)
     }
 
     /// The caller's partition tag, if any.
@@ -74,7 +182,7 @@ impl Target {
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}", self.scheme, self.socket_addr())?;
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)?;
         if let Some(name) = &self.server_name {
             write!(f, " ({name})")?;
         }
@@ -97,8 +205,9 @@ pub enum FromCache {
 }
 
 /// `scheme` in lower case. URI schemes are case-insensitive (RFC 3986
-/// §3.1): `HTTPS` must select TLS and share a pool with `https`. Costs an
-/// allocation only when the scheme has an upper-case letter.
+/// §3.1): `HTTPS` must select TLS and share a pool with `https`; so are
+/// host names (RFC 4343). Costs an allocation only when the text has an
+/// upper-case letter.
 pub(crate) fn lowercase(scheme: Cow<'static, str>) -> Cow<'static, str> {
     if scheme.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(scheme.to_ascii_lowercase())
@@ -128,14 +237,60 @@ impl<C> Request<C> {
     ///
     /// The scheme is free-form and case-insensitive (`HTTPS` is `https`; it
     /// is kept in lower case): it only partitions the pool (and, once TLS
-    /// is configured, selects it). The address is numeric by type; a
-    /// hostname must be resolved first. `context` comes back in the
-    /// outcome, whatever it is.
+    /// is configured, selects it). The address is numeric by type: no name
+    /// lookup, at no cost; for a host name use [`Request::host`].
+    /// `context` comes back in the outcome, whatever it is.
     pub fn new(scheme: impl Into<Cow<'static, str>>, addr: IpAddr, port: u16, context: C) -> Self {
+        Request::with_host(scheme, Host::Addr(addr), port, context)
+    }
+
+    /// A request for a connection to host `name`, port `port`, pooled
+    /// under `scheme` and the name.
+    ///
+    /// ```
+    /// use keepalive::{Host, Request};
+    /// let req = Request::host("https", "Example.COM", 443, ());
+    /// assert_eq!(req.target().name(), Some("example.com"));
+    /// // An IP literal is a numeric request: no lookup.
+    /// let req = Request::host("http", "127.0.0.1", 8080, ());
+    /// assert_eq!(req.target().host(), &Host::Addr([127, 0, 0, 1].into()));
+    /// ```
+    ///
+    /// The reactor resolves the name when it must open a connection (the
+    /// hosts file, then its cache, then DNS; see the README's "Host names"),
+    /// inside the request's timeout, and connects to its addresses with
+    /// Happy Eyeballs. A pooled connection for the name is reused without
+    /// a lookup. The pool key is the name in lower case (names compare
+    /// without regard to case): connections to it are shared whatever
+    /// address they reached, and never with a request by address. A name
+    /// that parses as an IP literal (`"127.0.0.1"`, `"::1"`, `"[::1]"`) is
+    /// numeric, as with [`Request::new`]. For TLS schemes the name is also
+    /// the default [server name](Request::server_name).
+    ///
+    /// A borrowed lower-case name (a literal) costs no allocation; a name
+    /// with upper-case letters is lowered into a new string. An invalid
+    /// name is refused by [`allocate`](crate::Reactor::allocate).
+    pub fn host(
+        scheme: impl Into<Cow<'static, str>>,
+        name: impl Into<Cow<'static, str>>,
+        port: u16,
+        context: C,
+    ) -> Self {
+        Request::with_host(scheme, Host::parse(name), port, context)
+    }
+
+    /// A request for `host`, numeric or by name: [`Request::new`] and
+    /// [`Request::host`] in one.
+    pub fn with_host(
+        scheme: impl Into<Cow<'static, str>>,
+        host: Host,
+        port: u16,
+        context: C,
+    ) -> Self {
         Request {
             target: Target {
                 scheme: lowercase(scheme.into()),
-                addr,
+                host,
                 port,
                 tag: None,
                 bind: None,
@@ -165,7 +320,8 @@ impl<C> Request<C> {
 
     /// For a TLS scheme: the name to send as SNI and to check the server's
     /// certificate against. Without it the certificate must be valid for the
-    /// numeric address. Part of the pool key: connections made for one name
+    /// host name of a request [by name](Request::host), or for the numeric
+    /// address. Part of the pool key: connections made for one name
     /// are never handed to a request for another.
     pub fn server_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.target.server_name = Some(name.into());

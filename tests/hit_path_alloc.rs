@@ -243,3 +243,45 @@ fn the_hit_path_with_stats_and_lifecycle_events_allocates_nothing() {
     );
     assert!(seen >= 1000, "every park was reported: {seen}");
 }
+
+#[test]
+fn a_pool_hit_by_host_name_allocates_nothing_either() {
+    let server = Server::start();
+    let dir = TempDir::new("hit-by-name");
+    let mut ka = reactor::<u64>(
+        Config::default()
+            .with_hosts_file(dir.file("hosts", "127.0.0.1 pooled.test\n"))
+            .with_resolv_conf(dir.path.join("absent")),
+    );
+    let mut events = Events::with_capacity(8);
+    let port = server.port();
+    // A borrowed, lower-case name: the key costs nothing to build.
+    let by_name = |n: u64| keepalive::Request::host("http", "pooled.test", port, n);
+    let conn = connect(&mut ka, &mut events, by_name(0));
+    assert_eq!(conn.peer_addr(), server.addr);
+    ka.free(conn).unwrap();
+    let mut cycle = |ka: &mut keepalive::Reactor<u64>| {
+        ka.allocate(by_name(1)).unwrap();
+        loop {
+            ka.poll_events(&mut events).unwrap();
+            if let Some(Event::Outcome(o)) = events.drain().next() {
+                assert_eq!(o.target.name(), Some("pooled.test"));
+                let conn = o.result.unwrap();
+                assert_eq!(conn.from_cache(), Some(FromCache::Immediate));
+                assert_eq!(conn.peer_addr(), server.addr);
+                ka.free(conn).unwrap();
+                return;
+            }
+        }
+    };
+    for _ in 0..100 {
+        cycle(&mut ka);
+    }
+    let ((), n) = counting(|| {
+        for _ in 0..1000 {
+            cycle(&mut ka);
+        }
+    });
+    assert_eq!(n, 0, "allocations over 1000 cycles by name");
+    assert_eq!(server.accepted(), 1);
+}

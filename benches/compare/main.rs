@@ -35,6 +35,7 @@ mod engine;
 #[allow(dead_code, reason = "the example uses more of it")]
 mod http1;
 mod idle;
+mod names;
 #[path = "../../tests/common/nginx.rs"]
 #[allow(dead_code, reason = "shared with the tests, which use more of it")]
 mod nginx;
@@ -211,13 +212,16 @@ fn main() {
 
     let server = HttpServer::start();
     println!("HTTP server: {}\n", server.name());
-    // BENCH_ONLY=hit,http,connect,syscalls,idle,wheel,proxy picks groups.
+    // BENCH_ONLY=hit,names,http,connect,syscalls,idle,wheel,proxy picks groups.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let want = |group: &str| only.is_empty() || only.split(',').any(|g| g.trim() == group);
     let mut figures = Vec::new();
     let mut series = Vec::new();
     if want("hit") {
         figures.extend(hit_path(settings));
+    }
+    if want("names") {
+        figures.extend(names::figures(settings));
     }
     if want("http") {
         let (http, s) = http_figures(settings, &server);

@@ -59,3 +59,15 @@ fn peek_sees_empty_data_and_eof() {
     }
     assert!(matches!(peek(client.as_raw_fd()), Peek::Eof));
 }
+
+#[test]
+fn random_seeds_differ() {
+    let (a, b) = (random_seed(), random_seed());
+    assert_ne!(a, b);
+    assert_ne!(a, 0);
+    assert_ne!(
+        fallback_seed(),
+        fallback_seed(),
+        "the keyed hash differs per call"
+    );
+}

@@ -82,8 +82,8 @@ use key::{KeyState, key_blocked};
 pub(crate) use limits::Limits;
 use list::{Link, List};
 
-/// Generations use 31 bits; see `Pool::generation`.
-pub(crate) const GENERATION_MASK: u32 = u32::MAX >> 1;
+/// Generations use 30 bits; see `Pool::generation`.
+pub(crate) const GENERATION_MASK: u32 = u32::MAX >> 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SlotState {
@@ -286,7 +286,12 @@ impl<C> Pool<C> {
                 request,
             );
         }
-        if request.target.addr.to_canonical().is_unspecified() {
+        if request
+            .target
+            .host
+            .addr()
+            .is_some_and(|ip| ip.to_canonical().is_unspecified())
+        {
             // Linux would connect 0.0.0.0 or :: to loopback: a proxy handed
             // a bad upstream address would end up talking to itself.
             return refuse(
@@ -1125,9 +1130,9 @@ impl<C> Pool<C> {
 
     // ----- bookkeeping -------------------------------------------------
 
-    /// A fresh generation, in 31 bits: the driver puts slot generations in
-    /// the upper half of a poller token and keeps the top bit for the
-    /// caller's tokens.
+    /// A fresh generation, in 30 bits: the driver puts slot generations in
+    /// the upper half of a poller token and keeps the top two bits for the
+    /// caller's tokens and its own name-resolution sockets.
     fn generation(&mut self) -> u32 {
         self.next_generation = self.next_generation.wrapping_add(1) & GENERATION_MASK;
         self.next_generation

@@ -1,7 +1,10 @@
 //! The driver: turns readiness into the pool's inputs and the pool's commands
 //! into syscalls and events. It holds the socket table and the clock's epoch;
 //! the poller itself stays in [`Reactor`](super::Reactor), which lends the
-//! driver its registry for each call that may open a socket.
+//! driver its registry for each call that may open a socket. Host names
+//! (the resolver's sockets, Happy Eyeballs) are in [`names`].
+
+pub(super) mod names;
 
 use std::borrow::Cow;
 use std::io;
@@ -18,6 +21,7 @@ use crate::event::{Event, Events, Outcome, Readiness, SourceReady, TimerFired};
 use crate::lifecycle::{CloseReason, Lifecycle};
 use crate::net;
 use crate::pool::{Command, Phase, Pool, PoolOutcome, SlotId};
+use crate::request::Host;
 use crate::time::Millis;
 use crate::tls::{self, Handshake, IdleVerdict, TlsSession};
 
@@ -37,6 +41,8 @@ pub(super) struct Driver<C> {
     pub(super) tls_schemes: Vec<Cow<'static, str>>,
     /// The caller's, or the default built on first use.
     pub(super) tls_config: Option<Arc<rustls::ClientConfig>>,
+    /// The resolver and its sockets, Happy Eyeballs.
+    pub(super) names: names::Names,
 }
 
 #[derive(Default)]
@@ -53,6 +59,9 @@ pub(super) struct SocketEntry {
     /// socket can never be pooled, whatever the connection's reads proved
     /// about its data.
     peer_closed: bool,
+    /// For a target given by name: its lookup and attempts, then the
+    /// address reached. Boxed: a numeric slot pays one pointer for it.
+    named: Option<Box<names::Named>>,
 }
 
 impl SocketEntry {
@@ -108,8 +117,10 @@ impl SocketEntry {
 
 /// The token a slot's socket is registered with: index in the low half,
 /// generation in the high half, so a readiness event queued for a closed
-/// socket never reaches a later socket in the same slot. Generations have 31
-/// bits, so the top bit stays clear: it marks the caller's tokens.
+/// socket never reaches a later socket in the same slot. Generations have 30
+/// bits, so the top two bits stay clear: they mark the caller's tokens
+/// ([`CALLER_BIT`]) and the driver's name-resolution sockets
+/// ([`names::AUX_BIT`]).
 #[expect(
     clippy::cast_possible_truncation,
     reason = "64-bit targets only; 32-bit ones look slots up by index (slot_of)"
@@ -137,6 +148,20 @@ pub(super) fn since(epoch: Instant) -> (Millis, Millis) {
 /// of the reactor's own: the two can never collide.
 pub(super) const CALLER_BIT: usize = 1 << (usize::BITS - 1);
 
+/// Whether a nonblocking connect has finished: `None` while it is under
+/// way (a spurious wake-up), else how it ended. One `getsockopt(SO_ERROR)`,
+/// and a `getpeername` when there is no error.
+fn connect_result(stream: &mio::net::TcpStream) -> Option<io::Result<()>> {
+    match stream.take_error() {
+        Ok(Some(e)) | Err(e) => Some(Err(e)),
+        Ok(None) => match stream.peer_addr() {
+            Ok(_) => Some(Ok(())),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
+            Err(e) => Some(Err(e)),
+        },
+    }
+}
+
 impl<C> Driver<C> {
     /// The time of the last clock read, rounded up: what `allocate`, `free`
     /// and the other calls between ticks stamp their inputs with, without
@@ -159,6 +184,19 @@ impl<C> Driver<C> {
     /// Reads the clock without making it the tick's time.
     pub(super) fn peek_clock(&self) -> (Millis, Millis) {
         since(self.epoch)
+    }
+
+    /// The earliest deadline of the pool (its own and the caller's timers),
+    /// the resolver and Happy Eyeballs, or a lower bound of it.
+    pub(super) fn next_deadline(&self) -> Option<Millis> {
+        let pool = self.pool.poll_timeout();
+        if !self.names.has_timers() {
+            return pool;
+        }
+        match (pool, self.names.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Whether connections were dropped since the last tick.
@@ -193,11 +231,16 @@ impl<C> Driver<C> {
 
     pub(super) fn handle_readiness(
         &mut self,
+        registry: &mio::Registry,
         event: &mio::event::Event,
         events: &mut Events<C>,
         now: Millis,
     ) {
-        if event.token().0 & CALLER_BIT != 0 {
+        if event.token().0 & (CALLER_BIT | names::AUX_BIT) != 0 {
+            if event.token().0 & CALLER_BIT == 0 {
+                self.aux_ready(registry, event, now);
+                return;
+            }
             events.list.push(Event::Source(SourceReady {
                 token: Token(event.token().0 & !CALLER_BIT),
                 readable: event.is_readable(),
@@ -214,19 +257,7 @@ impl<C> Driver<C> {
         };
         let read_side = event.is_readable() || event.is_read_closed() || event.is_error();
         match phase {
-            Phase::Connecting => {
-                let orphan = self.pool.is_orphan(slot);
-                self.check_connect(slot, now);
-                // An orphan goes to the pool (or a waiter) as it connects:
-                // whatever this same edge said about its read side must be
-                // checked now, as for an idle socket, or it never will be.
-                // (A request's own new connection is delivered as it is: a
-                // server may speak first.)
-                let pooled = matches!(self.pool.phase(slot), Some(Phase::Idle | Phase::Reserved));
-                if orphan && pooled && read_side {
-                    self.check_idle(slot, event, now);
-                }
-            }
+            Phase::Connecting => self.connecting_ready(slot, event, now),
             Phase::Idle | Phase::Reserved if read_side => self.check_idle(slot, event, now),
             Phase::Idle | Phase::Reserved => {}
             Phase::Lent => {
@@ -248,6 +279,23 @@ impl<C> Driver<C> {
                     closed: event.is_read_closed() || event.is_error(),
                 }));
             }
+        }
+    }
+
+    /// A connecting slot's socket had readiness `event` (or, for a name,
+    /// the attempt that won did).
+    fn connecting_ready(&mut self, slot: SlotId, event: &mio::event::Event, now: Millis) {
+        let read_side = event.is_readable() || event.is_read_closed() || event.is_error();
+        let orphan = self.pool.is_orphan(slot);
+        self.check_connect(slot, now);
+        // An orphan goes to the pool (or a waiter) as it connects:
+        // whatever this same edge said about its read side must be
+        // checked now, as for an idle socket, or it never will be.
+        // (A request's own new connection is delivered as it is: a
+        // server may speak first.)
+        let pooled = matches!(self.pool.phase(slot), Some(Phase::Idle | Phase::Reserved));
+        if orphan && pooled && read_side {
+            self.check_idle(slot, event, now);
         }
     }
 
@@ -273,21 +321,19 @@ impl<C> Driver<C> {
             return;
         };
         if !entry.connected {
-            let failure = match stream.take_error() {
-                Ok(Some(e)) | Err(e) => Some(e),
-                Ok(None) => match stream.peer_addr() {
-                    Ok(_) => None,
-                    // Not connected yet: a spurious wake-up; wait for the next.
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                    Err(e) => Some(e),
-                },
-            };
-            if let Some(e) = failure {
-                self.pool
-                    .handle_connect_failed(slot, ConnectError::new(Function::Connect, e), now);
-                return;
+            match connect_result(stream) {
+                // Not connected yet: a spurious wake-up; wait for the next.
+                None => return,
+                Some(Err(e)) => {
+                    self.pool.handle_connect_failed(
+                        slot,
+                        ConnectError::new(Function::Connect, e),
+                        now,
+                    );
+                    return;
+                }
+                Some(Ok(())) => entry.connected = true,
             }
-            entry.connected = true;
         }
         let progress = match entry.tls.as_mut() {
             Some(tls) => tls.drive_handshake(stream),
@@ -318,24 +364,36 @@ impl<C> Driver<C> {
         if !self.tls_schemes.contains(&target.scheme) {
             return Ok(None);
         }
-        let name = match target.server_name.as_deref() {
-            Some(name) => {
-                rustls::pki_types::ServerName::try_from(name.to_owned()).map_err(|e| {
-                    ConnectError::new(
-                        Function::Tls,
-                        io::Error::new(io::ErrorKind::InvalidInput, e),
-                    )
-                })?
-            }
-            None => rustls::pki_types::ServerName::IpAddress(target.addr.into()),
+        let by_name = |name: &str| {
+            rustls::pki_types::ServerName::try_from(name.to_owned()).map_err(|e| {
+                ConnectError::new(
+                    Function::Tls,
+                    io::Error::new(io::ErrorKind::InvalidInput, e),
+                )
+            })
+        };
+        let name = match (target.server_name.as_deref(), &target.host) {
+            (Some(name), _) => by_name(name)?,
+            (None, Host::Name(name)) => by_name(name)?,
+            (None, Host::Addr(ip)) => rustls::pki_types::ServerName::IpAddress((*ip).into()),
         };
         let config = self.tls_config()?;
         TlsSession::new(&config, name).map(|s| Some(Box::new(s)))
     }
 
-    /// Carries out the pool's commands until it has none; failures feed back
-    /// in as inputs, which may queue more.
+    /// Carries out the pool's commands and the resolver's output until
+    /// neither has any; failures feed back in as inputs, which may queue
+    /// more.
     pub(super) fn run_commands(&mut self, registry: &mio::Registry, now: Millis) {
+        loop {
+            self.run_pool_commands(registry, now);
+            if !self.drain_names(registry, now) {
+                return;
+            }
+        }
+    }
+
+    fn run_pool_commands(&mut self, registry: &mio::Registry, now: Millis) {
         while let Some(command) = self.pool.poll_command() {
             match command {
                 Command::Connect { slot, addr, bind } => {
@@ -346,6 +404,14 @@ impl<C> Driver<C> {
                             continue;
                         }
                     };
+                    let by_name = self
+                        .pool
+                        .target(slot)
+                        .is_some_and(|t| matches!(t.host, Host::Name(_)));
+                    if by_name {
+                        self.start_dial(slot, tls, now);
+                        continue;
+                    }
                     match net::connect(addr, bind, self.nodelay) {
                         Ok(mut stream) => {
                             let interest = Interest::READABLE | Interest::WRITABLE;
@@ -369,6 +435,9 @@ impl<C> Driver<C> {
                 }
                 Command::Close { slot } => {
                     if let Some(entry) = self.sockets.get_mut(slot.index as usize) {
+                        if let Some(named) = entry.named.take() {
+                            self.names.closed(slot, *named);
+                        }
                         // Closing the descriptor also removes it from epoll.
                         *entry = SocketEntry::default();
                     }
@@ -412,7 +481,15 @@ impl<C> Driver<C> {
 
     /// Turns the pool's lifecycle changes into events.
     pub(super) fn deliver_lifecycle(&mut self, events: &mut Events<C>) {
-        while let Some((slot, peer, change)) = self.pool.poll_lifecycle() {
+        while let Some((slot, mut peer, change)) = self.pool.poll_lifecycle() {
+            if peer.ip().is_unspecified() {
+                // A target given by name: the pool knows the name only.
+                let entry = self.sockets.get(slot.index as usize);
+                peer = entry
+                    .and_then(|e| names::Named::peer_of(e.named.as_deref(), slot))
+                    .or_else(|| self.names.closed_peer(slot))
+                    .unwrap_or(peer);
+            }
             events.list.push(Event::Lifecycle(Lifecycle {
                 conn: ConnId {
                     index: slot.index,
@@ -422,6 +499,7 @@ impl<C> Driver<C> {
                 change,
             }));
         }
+        self.names.forget_closed();
     }
 
     /// Turns fired caller timers into events.
@@ -445,6 +523,9 @@ impl<C> Driver<C> {
                 } => {
                     let entry = self.entry(slot.index);
                     let (stream, tls) = (entry.stream.take(), entry.tls.take());
+                    // A target given by name: the address its socket reached.
+                    let peer = names::Named::peer_of(entry.named.as_deref(), slot)
+                        .unwrap_or_else(|| target.socket_addr());
                     let result = match stream {
                         Some(stream) => Ok(Connection::new(
                             stream,
@@ -456,7 +537,7 @@ impl<C> Driver<C> {
                             Rc::clone(&self.shared),
                             from_cache,
                             checkout,
-                            target.socket_addr(),
+                            peer,
                         )),
                         None => {
                             // The table lost the socket: never expected, but

@@ -23,7 +23,7 @@ use crate::conn::{Connection, Shared};
 use crate::error::{AllocateError, Error};
 use crate::event::Events;
 use crate::pool::Pool;
-use crate::request::{Request, RequestId, Target};
+use crate::request::{Host, Request, RequestId, Target};
 use crate::stats::{KeyStats, Stats};
 use crate::timer::TimerId;
 use driver::Driver;
@@ -54,13 +54,19 @@ impl<C> Reactor<C> {
     /// connections it lends share `Rc` state, so neither is `Send`. For more
     /// than one core, run one reactor per thread (see the crate docs).
     ///
+    /// Reads the resolver's files ([`Config::resolv_conf`] and
+    /// [`Config::hosts_file`]) once, here: a missing file means its
+    /// defaults. Changes to them later are not seen by this reactor.
+    ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] naming the first bad field, or [`Error::Io`]
-    /// if the poller cannot be created.
+    /// [`Error::InvalidConfig`] naming the first bad field (a resolver
+    /// file that exists but cannot be read included), or [`Error::Io`] if
+    /// the poller cannot be created or the system is out of descriptors.
     pub fn new(config: Config) -> Result<Reactor<C>, Error> {
         let limits = config.limits()?;
         let poll = mio::Poll::new()?;
+        let names = driver::names::Names::new(&config)?;
         Ok(Reactor {
             poll,
             mio_events: mio::Events::with_capacity(config.max_events_per_tick),
@@ -81,6 +87,7 @@ impl<C> Reactor<C> {
                     .map(crate::request::lowercase)
                     .collect(),
                 tls_config: config.tls,
+                names,
             },
         })
     }
@@ -91,19 +98,32 @@ impl<C> Reactor<C> {
     /// when an idle connection is ready now.
     ///
     /// A new connection's socket, bind and connect calls are made here, so
-    /// the connect is under way before the next poll.
+    /// the connect is under way before the next poll. For a request [by
+    /// name](Request::host) the lookup starts here instead: answered from
+    /// the hosts file or the resolver's cache, the connect starts here too;
+    /// otherwise the query is sent here.
     ///
     /// Costs on a cache hit: a hash lookup and one clock read; no timer, no
-    /// syscall, no allocation once warm.
+    /// syscall, no allocation once warm. A request by name adds a check of
+    /// the name (no allocation); a pooled connection for it needs no
+    /// lookup.
     ///
     /// # Errors
     ///
     /// The request is handed back inside the [`AllocateError`] with
     /// [`Error::ShutDown`] after [`shutdown`](Reactor::shutdown), or
     /// [`Error::InvalidRequest`] naming what is wrong: an empty scheme, port
-    /// 0, an unspecified address (`0.0.0.0`, `::`), an invalid TLS server
-    /// name, a timeout over ten years.
+    /// 0, an unspecified address (`0.0.0.0`, `::`), an invalid host name or
+    /// TLS server name, a timeout over ten years.
     pub fn allocate(&mut self, request: Request<C>) -> Result<RequestId, AllocateError<C>> {
+        if let Host::Name(name) = &request.target.host {
+            if let Err(reason) = crate::resolve::check_name(name) {
+                return Err(AllocateError {
+                    error: Error::InvalidRequest { reason },
+                    request: Box::new(request),
+                });
+            }
+        }
         if let Some(name) = request.target.server_name.as_deref() {
             if rustls::pki_types::ServerName::try_from(name).is_err() {
                 return Err(AllocateError {
@@ -131,7 +151,10 @@ impl<C> Reactor<C> {
     /// Cancels a request that has no outcome yet and gives its context back.
     /// No event is ever delivered for it. A connect already under way
     /// finishes and its connection idles in the pool (or serves the next
-    /// waiter) instead of being wasted.
+    /// waiter) instead of being wasted; for a request by name that includes
+    /// a lookup under way, and the connection attempts after it (all
+    /// within the request's old deadline, at which an unfinished connect is
+    /// closed).
     ///
     /// # Errors
     ///
@@ -351,10 +374,11 @@ impl<C> Reactor<C> {
     /// How long an embedding loop may wait (on [`as_raw_fd`](Reactor::as_raw_fd)
     /// becoming readable) before it must call [`poll_events`](Reactor::poll_events):
     /// zero when outcomes, returned connections or readiness left over from
-    /// a full tick are waiting, the time to the next deadline (the pool's or
-    /// a caller timer's) rounded up to whole milliseconds, or `None` when no
-    /// deadline is set. Compute it after handling the tick's events, since
-    /// dropping a connection makes it zero.
+    /// a full tick are waiting, the time to the next deadline (the pool's, a
+    /// caller timer's, a DNS query's or a Happy Eyeballs attempt's) rounded
+    /// up to whole milliseconds, or `None` when no deadline is set. Compute
+    /// it after handling the tick's events, since dropping a connection
+    /// makes it zero.
     #[must_use]
     pub fn next_timeout(&self) -> Option<Duration> {
         if self.must_not_wait() {
@@ -362,8 +386,7 @@ impl<C> Reactor<C> {
         }
         let (_, now) = self.driver.peek_clock();
         self.driver
-            .pool
-            .poll_timeout()
+            .next_deadline()
             .map(|deadline| Duration::from_millis(deadline.saturating_sub(now)))
     }
 
@@ -453,7 +476,7 @@ impl<C> Reactor<C> {
             // the wheel says how long the tick may sleep.
             let (now, floor) = driver.read_time();
             driver.pool.stamp_idle(now);
-            match driver.pool.poll_timeout() {
+            match driver.next_deadline() {
                 Some(deadline) => {
                     let d = Duration::from_millis(deadline.saturating_sub(floor));
                     Some(wait.map_or(d, |w| w.min(d)))
@@ -469,8 +492,9 @@ impl<C> Reactor<C> {
         let (now, floor) = driver.read_time();
         driver.pool.stamp_idle(now);
         let mut ready = 0;
+        let registry = self.poll.registry();
         for event in self.mio_events.iter() {
-            driver.handle_readiness(event, events, now);
+            driver.handle_readiness(registry, event, events, now);
             ready += 1;
         }
         // The kernel returns at most `max_events`; a full batch may have left
@@ -480,7 +504,13 @@ impl<C> Reactor<C> {
         // pooled; the core already failed its request if the deadline had
         // passed (see `Pool::handle_connected`).
         driver.pool.handle_timeout_bounded(floor, self.max_events);
-        driver.run_commands(self.poll.registry(), now);
+        // After the pool's: a request whose deadline passed has failed and
+        // its slot closed, so no attempt starts for it. One branch when no
+        // name is being resolved or dialled.
+        if driver.names.has_timers() {
+            driver.names_timeout(registry, floor, now);
+        }
+        driver.run_commands(registry, now);
         driver.deliver(events, now);
         driver.deliver_lifecycle(events);
         driver.deliver_timers(events);

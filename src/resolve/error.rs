@@ -3,12 +3,19 @@
 use std::fmt;
 use std::io;
 
-/// Why a lookup gave no address. Reported with function `resolve`; only a
-/// timeout has an OS error number (`ETIMEDOUT`), like the pool's own
-/// timeouts: the rest are DNS answers, not system call failures, and
-/// getaddrinfo's `EAI_*` codes are not errno values.
+/// Why a host name gave no address to connect to: the outcome of a
+/// request [by name](crate::Request::host) fails with function
+/// [`resolve`](crate::Function::Resolve), and
+/// [`ConnectError::resolve_error`](crate::ConnectError::resolve_error)
+/// says which of these it was.
+///
+/// Only a timeout has an OS error number (`ETIMEDOUT`), like the pool's own
+/// timeouts (and a socket error its own): the rest are DNS answers, not
+/// system call failures, and getaddrinfo's `EAI_*` codes are not errno
+/// values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ResolveError {
+#[non_exhaustive]
+pub enum ResolveError {
     /// The name does not exist (NXDOMAIN) as given nor with any search
     /// domain. Check the spelling and the search list. Cached for the
     /// zone's negative TTL.
@@ -38,13 +45,18 @@ pub(crate) enum ResolveError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The name has addresses, but none of a family the request can use:
+    /// its sockets bind to an address (`bind_address`) of the other
+    /// family. Bind to an address of the name's family, or none.
+    NoUsableAddress,
 }
 
 impl ResolveError {
     /// The OS error number, where there is a natural one: `ETIMEDOUT` for
     /// [`ResolveError::TimedOut`], the last socket error's for
     /// [`ResolveError::Unreachable`].
-    pub(crate) fn errno(self) -> Option<i32> {
+    #[must_use]
+    pub fn errno(self) -> Option<i32> {
         match self {
             ResolveError::TimedOut => Some(libc::ETIMEDOUT),
             ResolveError::Unreachable { errno } => errno,
@@ -52,15 +64,19 @@ impl ResolveError {
         }
     }
 
-    /// As an `io::Error`: with the OS error number where [`errno`](Self::errno)
-    /// has one, otherwise of a fitting kind carrying this error.
+    /// As an `io::Error` of a fitting kind carrying this error (so its
+    /// message is the resolver's: "timed out" alone would not say that it
+    /// was the name servers that did not answer); the OS error number is
+    /// [`errno`](Self::errno)'s, read back through
+    /// [`ConnectError::errno`](crate::ConnectError::errno).
     pub(crate) fn to_io_error(self) -> io::Error {
-        if let Some(errno) = self.errno() {
-            return io::Error::from_raw_os_error(errno);
-        }
         let kind = match self {
             ResolveError::NxDomain | ResolveError::NoData => io::ErrorKind::NotFound,
             ResolveError::InvalidName { .. } => io::ErrorKind::InvalidInput,
+            ResolveError::TimedOut => io::ErrorKind::TimedOut,
+            ResolveError::Unreachable { errno: Some(errno) } => {
+                io::Error::from_raw_os_error(errno).kind()
+            }
             _ => io::ErrorKind::Other,
         };
         io::Error::new(kind, self)
@@ -87,6 +103,10 @@ impl fmt::Display for ResolveError {
                 f.write_str("too many lookups pending (over 2^31 answers not drained)")
             }
             ResolveError::InvalidName { reason } => write!(f, "invalid host name: {reason}"),
+            ResolveError::NoUsableAddress => f.write_str(
+                "no address of a usable family (the name's addresses are all of the other \
+                 family than the bind address)",
+            ),
         }
     }
 }

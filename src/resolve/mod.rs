@@ -130,8 +130,8 @@ use crate::index::index32;
 pub(crate) use addresses::Addresses;
 use cache::Cache;
 pub(crate) use cache::TtlPolicy;
-pub(crate) use conf::ResolvConf;
-pub(crate) use error::ResolveError;
+pub(crate) use conf::{MAX_NAMESERVERS, ResolvConf};
+pub use error::ResolveError;
 pub(crate) use hosts::Hosts;
 use message::{Family, Reply};
 use name::{HostName, hash_name, same_name};
@@ -517,6 +517,11 @@ impl Resolver {
         None
     }
 
+    /// Whether any try is open (and so has a deadline): O(1).
+    pub(crate) fn has_open_queries(&self) -> bool {
+        !self.queries.is_empty()
+    }
+
     /// The next try deadline, or a lower bound of it; `None` if no try is
     /// open.
     pub(crate) fn poll_timeout(&self) -> Option<Millis> {
@@ -882,6 +887,42 @@ impl Resolver {
             .filter(|q| q.generation == id.generation)
     }
 }
+
+/// Whether `name` can be looked up: the check [`Resolver::lookup`] makes
+/// ([`HostName::parse`]), with its reason if not. One pass over the bytes,
+/// no allocation: `allocate` makes it for every request by name, pool hits
+/// included; [`HostName::parse`] runs only to name what is wrong.
+pub(crate) fn check_name(name: &str) -> Result<(), &'static str> {
+    let text = name.strip_suffix('.').unwrap_or(name);
+    let mut fine = !text.is_empty() && text.len() <= name::MAX_NAME_LEN;
+    // Labels are found with memchr; each byte is looked up once.
+    for label in text.as_bytes().split(|&b| b == b'.') {
+        fine &= !label.is_empty()
+            && label.len() <= name::MAX_LABEL_LEN
+            && label.iter().all(|&b| LABEL_BYTE[usize::from(b)]);
+    }
+    if fine {
+        return Ok(());
+    }
+    match HostName::parse(name) {
+        Err(ResolveError::InvalidName { reason }) => Err(reason),
+        // Not expected: the loop above is the parser's rules.
+        _ => Err("the host name is invalid"),
+    }
+}
+
+/// The bytes a label may hold: ASCII letters, digits, `-` and `_`.
+static LABEL_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c: u8 = 0;
+    loop {
+        table[c as usize] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+        if c == u8::MAX {
+            break table;
+        }
+        c += 1;
+    }
+};
 
 /// `localhost` and names under it (RFC 6761 §6.3).
 fn is_localhost(name: &str) -> bool {

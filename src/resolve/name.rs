@@ -10,7 +10,7 @@ use super::error::ResolveError;
 /// wire (RFC 1035 §2.3.4) are 253 characters of labels and dots.
 pub(crate) const MAX_NAME_LEN: usize = 253;
 /// Longest label (RFC 1035 §2.3.4).
-const MAX_LABEL_LEN: usize = 63;
+pub(crate) const MAX_LABEL_LEN: usize = 63;
 
 /// A checked name as the caller asked for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

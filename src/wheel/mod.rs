@@ -126,10 +126,6 @@ impl<T> Wheel<T> {
     }
 
     /// Whether no timer is scheduled.
-    #[cfg_attr(
-        not(any(test, feature = "internals")),
-        expect(dead_code, reason = "used by tests and benchmarks")
-    )]
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()

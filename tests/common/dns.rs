@@ -4,7 +4,9 @@
 //!
 //! Each name can answer A/AAAA records with a TTL, NXDOMAIN, SERVFAIL,
 //! nothing at all (silence), or a truncated reply over UDP (TC=1, no
-//! records) with the full answer over TCP. A name not configured is
+//! records) with the full answer over TCP; and it can precede its UDP
+//! answer with spoofed NXDOMAIN replies (a wrong id, a wrong question, the
+//! right ones from another port), which a resolver must ignore. A name not configured is
 //! NXDOMAIN. Negative answers carry an SOA whose TTL and MINIMUM are the
 //! zone's `negative_ttl`, so a resolver may cache them (RFC 2308).
 //!
@@ -55,6 +57,8 @@ pub struct Zone {
     /// SOA TTL and MINIMUM in negative answers (NXDOMAIN, NODATA); none if
     /// `None`.
     pub negative_ttl: Option<u32>,
+    /// Over UDP, send three spoofed NXDOMAIN replies before the answer.
+    pub spoof: bool,
 }
 
 impl Zone {
@@ -98,6 +102,16 @@ impl Zone {
     pub fn truncated(self) -> Zone {
         Zone {
             truncate_udp: true,
+            ..self
+        }
+    }
+
+    /// The same, each UDP answer preceded by spoofed NXDOMAIN replies: one
+    /// with the query's id changed, one for another name, and one right in
+    /// id and question but sent from another port.
+    pub fn spoofed(self) -> Zone {
+        Zone {
+            spoof: true,
             ..self
         }
     }
@@ -150,7 +164,8 @@ impl DnsServer {
         udp.set_read_timeout(Some(Duration::from_millis(20)))?;
         tcp.set_nonblocking(true)?;
         let (s, st) = (state.clone(), stop.clone());
-        let udp_thread = thread::spawn(move || serve_udp(&udp, &s, &st));
+        let other = UdpSocket::bind((ip, 0))?;
+        let udp_thread = thread::spawn(move || serve_udp(&udp, &other, &s, &st));
         let (s, st) = (state.clone(), stop.clone());
         let tcp_thread = thread::spawn(move || serve_tcp(&tcp, &s, &st));
         Ok(DnsServer {
@@ -211,12 +226,17 @@ fn bind_pair(ip: IpAddr) -> io::Result<(UdpSocket, TcpListener)> {
     Err(last)
 }
 
-fn serve_udp(socket: &UdpSocket, state: &Mutex<State>, stop: &AtomicBool) {
+fn serve_udp(socket: &UdpSocket, other: &UdpSocket, state: &Mutex<State>, stop: &AtomicBool) {
     let mut buf = [0u8; 1500];
     while !stop.load(Ordering::Relaxed) {
         let Ok((n, from)) = socket.recv_from(&mut buf) else {
             continue;
         };
+        if let Some([wrong_id, wrong_question, right]) = spoofs(&buf[..n], state) {
+            let _ = socket.send_to(&wrong_id, from);
+            let _ = socket.send_to(&wrong_question, from);
+            let _ = other.send_to(&right, from);
+        }
         if let Some(reply) = respond(&buf[..n], Transport::Udp, state) {
             let _ = socket.send_to(&reply, from);
         }
@@ -278,6 +298,32 @@ fn serve_conn(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
             }
         }
     }
+}
+
+/// For a query of a name with `spoof` set: NXDOMAIN replies with a wrong
+/// id, with a wrong question, and right in both (to send from another
+/// port).
+fn spoofs(query: &[u8], state: &Mutex<State>) -> Option<[Vec<u8>; 3]> {
+    let packet = Packet::parse(query).ok()?;
+    let question = packet.questions.first()?.clone();
+    let name = question.qname.to_string().to_ascii_lowercase();
+    if !lock(state).zones.get(&name).is_some_and(|z| z.spoof) {
+        return None;
+    }
+    let nxdomain = |id: u16, question: simple_dns::Question<'_>| {
+        let mut reply = Packet::new_reply(id);
+        reply.set_flags(PacketFlag::RECURSION_AVAILABLE);
+        *reply.rcode_mut() = RCODE::NameError;
+        reply.questions.push(question);
+        reply.build_bytes_vec().ok()
+    };
+    let mut other = question.clone();
+    other.qname = Name::new_unchecked("spoofed.invalid");
+    Some([
+        nxdomain(packet.id() ^ 0x5a5a, question.clone())?,
+        nxdomain(packet.id(), other)?,
+        nxdomain(packet.id(), question)?,
+    ])
 }
 
 /// The reply to one query, or `None` for silence (or an unreadable query).

@@ -6,6 +6,8 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 pub mod chaos;
+pub mod dns;
+pub mod dnsmasq;
 pub mod nginx;
 pub mod tls;
 
@@ -50,6 +52,16 @@ impl Server {
 
     fn start_with(ip: IpAddr, close_after_response: bool) -> Server {
         let listener = TcpListener::bind((ip, 0)).expect("bind test server");
+        Server::serve_on(listener, close_after_response)
+    }
+
+    /// On exactly `addr` (a port another listener holds on the other
+    /// family, say); `Err` if it cannot be bound.
+    pub fn start_at(addr: SocketAddr) -> io::Result<Server> {
+        Ok(Server::serve_on(TcpListener::bind(addr)?, false))
+    }
+
+    fn serve_on(listener: TcpListener, close_after_response: bool) -> Server {
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
@@ -180,23 +192,34 @@ pub struct FullBacklog {
 
 #[track_caller]
 pub fn full_backlog() -> FullBacklog {
-    let listener =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    listener
-        .bind(&SocketAddr::new(LOCALHOST, 0).into())
-        .unwrap();
-    listener.listen(0).unwrap();
-    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    full_backlog_at(SocketAddr::new(LOCALHOST, 0)).unwrap()
+}
+
+/// [`full_backlog`] on `addr` (127.0.0.1 or ::1; port 0 for any). `Err` if
+/// it cannot be bound; panics if the queue cannot be filled.
+#[track_caller]
+pub fn full_backlog_at(addr: SocketAddr) -> io::Result<FullBacklog> {
+    let domain = socket2::Domain::for_address(addr);
+    let listener = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+    if addr.is_ipv6() {
+        listener.set_only_v6(true)?;
+    }
+    listener.bind(&addr.into())?;
+    listener.listen(0)?;
+    let addr = listener
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("not an inet socket"))?;
     let mut fillers = Vec::new();
     for _ in 0..16 {
         match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
             Ok(s) => fillers.push(s),
             Err(_) => {
-                return FullBacklog {
+                return Ok(FullBacklog {
                     addr,
                     _listener: listener,
                     _fillers: fillers,
-                };
+                });
             }
         }
     }
@@ -218,6 +241,38 @@ pub fn wait_readable(fd: std::os::fd::RawFd) {
     while events.is_empty() {
         assert!(start.elapsed() < CAP, "fd {fd} not readable within {CAP:?}");
         poll.poll(&mut events, Some(CAP)).expect("poll");
+    }
+}
+
+/// A directory of its own under the system's temporary directory, removed
+/// with what it holds when dropped.
+pub struct TempDir {
+    pub path: std::path::PathBuf,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "keepalive-{tag}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("create a temporary directory");
+        TempDir { path }
+    }
+
+    /// Writes `contents` to `name` in the directory; returns its path.
+    pub fn file(&self, name: &str, contents: &str) -> std::path::PathBuf {
+        let path = self.path.join(name);
+        std::fs::write(&path, contents).expect("write a temporary file");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 

@@ -3,12 +3,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use super::super::Addresses;
 use super::super::addresses::MAX_PER_FAMILY;
 use super::super::conf::ResolvConf;
 use super::super::hosts::Hosts;
 use super::super::name::{HostName, candidates};
 use super::super::rng::{IdSource, siphash24};
+use super::super::{Addresses, ResolveError};
 
 fn v4(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
     Ipv4Addr::new(a, b, c, d)
@@ -187,6 +187,59 @@ fn host_names_accepted_and_refused() {
         "[::1]",
     ] {
         assert!(HostName::parse(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn the_one_pass_check_agrees_with_the_parser() {
+    use super::super::check_name;
+    let long = [
+        "a".repeat(63),
+        "b".repeat(63),
+        "c".repeat(63),
+        "d".repeat(61),
+    ]
+    .join(".");
+    let mut names: Vec<String> = [
+        "",
+        ".",
+        "..",
+        "a",
+        "a.",
+        "a..",
+        "a..b",
+        ".a",
+        "a b",
+        "a\tb",
+        "bücher.de",
+        "a/b",
+        "a:b",
+        "[::1]",
+        "_srv._tcp.example",
+        "xn--bcher-kva.example",
+        "a-b.c",
+        "-",
+        "a.b.c.",
+        "Www.Example.COM",
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    names.extend([
+        "a".repeat(63),
+        "a".repeat(64),
+        format!("{}.b", "a".repeat(64)),
+        long.clone(),
+        format!("{long}."),
+        format!("{long}e"),
+        format!("{long}.."),
+    ]);
+    for name in &names {
+        let parsed = HostName::parse(name).map(drop).map_err(|e| match e {
+            ResolveError::InvalidName { reason } => reason,
+            _ => "other",
+        });
+        assert_eq!(check_name(name), parsed, "{name:?}");
     }
 }
 
