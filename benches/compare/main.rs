@@ -202,7 +202,8 @@ fn main() {
 
     let server = HttpServer::start();
     println!("HTTP server: {}\n", server.name());
-    // BENCH_ONLY=hit,http,connect,syscalls,idle,wheel picks groups.
+    // BENCH_ONLY=hit,http,connect,syscalls,idle,wheel picks groups; the `poe`
+    // peer (poe.rs) runs within hit, http and connect.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let want = |group: &str| only.is_empty() || only.split(',').any(|g| g.trim() == group);
     if want("hit") || want("http") || want("connect") {

@@ -63,12 +63,13 @@
 //! Every operation touches one entry and its list neighbours, and only them:
 //! cancel reads the value and links and writes the two neighbours; a cascade
 //! reads `deadline` and `next`; insert writes everything. So the fields stay
-//! together. A 16-byte hot part with the other 8 bytes out of line (value out
-//! for cascades, or deadline out for cancels) made one of those operations
-//! touch a second, random cache line; at a million timers that cost more than
-//! the smaller stride saved (cachegrind, 2 MiB last level: 18.3 and 17.9
-//! million data misses in the benchmark's workload against 15.4 for this
-//! layout and 19.6 for the slab's).
+//! together. A 16-byte hot part with the other 8 bytes in a parallel vector
+//! made one of those operations touch a second, random cache line, and at a
+//! million timers that cost more than the smaller stride saved. Data misses
+//! in the compare benchmark's `wheel_1m` workload (cachegrind, 2 MiB last
+//! level): 18.3 million with the deadline out of line, 17.9 million with the
+//! value out of line, 15.4 million for this layout, 19.6 million for the
+//! slab's.
 //!
 //! The full deadline stays in the entry: deadlines may be years ahead, more
 //! than 32 bits of milliseconds, and a cascade re-places an entry from it.
