@@ -40,6 +40,7 @@ mod names;
 #[allow(dead_code, reason = "shared with the tests, which use more of it")]
 mod nginx;
 mod peers;
+mod poe;
 mod proxybench;
 #[path = "../../examples/proxy/selftest.rs"]
 #[allow(dead_code, reason = "the example uses more of it")]
@@ -212,9 +213,13 @@ fn main() {
 
     let server = HttpServer::start();
     println!("HTTP server: {}\n", server.name());
-    // BENCH_ONLY=hit,names,http,connect,syscalls,idle,wheel,proxy picks groups.
+    // BENCH_ONLY=hit,names,http,connect,syscalls,idle,wheel,proxy picks groups;
+    // the `poe` peer (poe.rs) runs within hit, http and connect.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let want = |group: &str| only.is_empty() || only.split(',').any(|g| g.trim() == group);
+    if want("hit") || want("http") || want("connect") {
+        println!("{}\n", poe::describe());
+    }
     let mut figures = Vec::new();
     let mut series = Vec::new();
     if want("hit") {
@@ -442,9 +447,21 @@ pub(crate) fn abort_on_close(s: &impl std::os::fd::AsRawFd) {
 /// reuses it for new loopback connects (tcp_tw_reuse); a server closing first
 /// would leave TIME_WAIT entries that new SYNs from wrapped-around ephemeral
 /// ports collide with, and both sides would measure retransmit timers.
+///
+/// The accept queue is as long as the kernel allows (`somaxconn`, 4096 by
+/// default), not std's 128: a client connects faster than this thread
+/// accepts whenever another process takes its core, and an overflowing
+/// queue drops the SYN, which costs the client a 1 s retransmit, many
+/// times a 150 ms round (seen on a loaded 2-core machine).
 fn closing_server() -> SocketAddr {
     use mio::{Events as MioEvents, Interest, Poll, Token};
-    let listener = TcpListener::bind((LOCALHOST, 0)).expect("bind");
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::from((LOCALHOST, 0)).into())
+        .expect("bind");
+    socket.listen(4096).expect("listen");
+    let listener = TcpListener::from(socket);
     let addr = listener.local_addr().expect("addr");
     listener.set_nonblocking(true).expect("nonblocking");
     thread::spawn(move || {
@@ -503,16 +520,18 @@ fn hit_path(settings: Settings) -> Vec<Figure> {
         let mut observed = hit_cycles(addr, batch, true);
         let mut deadpool = |limit| peers::deadpool_hits(batch, limit);
         let mut bb8 = |limit| peers::bb8_hits(batch, limit);
-        let r = interleaved(
-            settings,
-            vec![&mut ours, &mut deadpool, &mut bb8, &mut observed],
-        );
-        out.push(
-            Figure::new(figure, "cycles/s", true, r[0])
-                .peer("deadpool", r[1])
-                .peer("bb8", r[2])
-                .peer("observed", r[3]),
-        );
+        let mut poe = |limit| poe::hit(addr.port(), limit);
+        let mut sides: Vec<&mut dyn FnMut(Duration) -> f64> =
+            vec![&mut ours, &mut deadpool, &mut bb8, &mut observed];
+        if batch == 1 && poe::available() {
+            sides.push(&mut poe);
+        }
+        let r = interleaved(settings, sides);
+        let figure = Figure::new(figure, "cycles/s", true, r[0])
+            .peer("deadpool", r[1])
+            .peer("bb8", r[2])
+            .peer("observed", r[3]);
+        out.push(poe::peer(figure, r.get(4)));
     }
     out
 }
@@ -592,12 +611,20 @@ fn http_figures(settings: Settings, server: &HttpServer) -> (Vec<Figure>, Vec<Se
     for (rps_name, p99_name, conc) in names {
         let max = if settings.smoke { 200 } else { u64::MAX };
         let mut runs: [Vec<client::HttpRun>; 2] = [Vec::new(), Vec::new()];
+        let mut poe = poe::HttpRounds::default();
+        let with_poe = poe::available();
         // Warm both (connections, nginx worker, page cache).
         client::run(port, conc, Duration::from_millis(100), max.min(1000));
         peers::hyper_http(port, conc, Duration::from_millis(100), max.min(1000));
+        if with_poe {
+            poe.round(port, conc, Duration::from_millis(100), max.min(1000), true);
+        }
         for _ in 0..settings.rounds {
             runs[0].push(client::run(port, conc, settings.round(), max));
             runs[1].push(peers::hyper_http(port, conc, settings.round(), max));
+            if with_poe {
+                poe.round(port, conc, settings.round(), max, false);
+            }
         }
         let summarize = |runs: &mut Vec<client::HttpRun>| {
             let rps = median(runs.iter().map(|r| r.per_sec()).collect());
@@ -629,6 +656,7 @@ fn http_figures(settings: Settings, server: &HttpServer) -> (Vec<Figure>, Vec<Se
         rps = rps.note(format!(
             "p50 µs: ours {ours_p50:.0}, hyper-util {hyper_p50:.0}"
         ));
+        let (rps, p99) = poe.add_to(rps, p99);
         series.push(Series {
             conc,
             rps: [Some(ours_rps), Some(hyper_rps), wrk.map(|w| w.0)],
@@ -667,11 +695,19 @@ fn connect_figure(settings: Settings) -> Figure {
         n as f64 / start.elapsed().as_secs_f64()
     };
     let mut bare = |limit| peers::mio_bare_connects(addr, limit);
+    let mut poe = |limit| poe::connect(addr.port(), limit);
+    let mut sides: Vec<&mut dyn FnMut(Duration) -> f64> = vec![&mut ours, &mut bare];
+    if poe::available() {
+        sides.push(&mut poe);
+    }
     // Connect rates follow the kernel's port and TIME_WAIT state, which
-    // drifts during the run: many short rounds let both sides see the same.
+    // drifts during the run: many short rounds let all sides see the same.
     let rounds = if settings.smoke { 1 } else { 20 };
-    let r = interleaved(Settings { rounds, ..settings }, vec![&mut ours, &mut bare]);
-    Figure::new("connect", "conn/s", true, r[0]).peer("mio-bare", r[1])
+    let r = interleaved(Settings { rounds, ..settings }, sides);
+    poe::peer(
+        Figure::new("connect", "conn/s", true, r[0]).peer("mio-bare", r[1]),
+        r.get(2),
+    )
 }
 
 fn wheel_figure(settings: Settings) -> Figure {

@@ -1,6 +1,7 @@
 //! The peers, each measured the way its users run it: hyper-util's legacy
 //! `Client`, deadpool and bb8 on a current-thread tokio runtime; a bare mio
-//! connect loop; a `BinaryHeap` timer queue; wrk as a subprocess.
+//! connect loop; a `BinaryHeap` timer queue; wrk as a subprocess. The
+//! original Perl module, also a subprocess, is in `poe.rs`.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

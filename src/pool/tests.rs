@@ -1167,3 +1167,10 @@ fn lifecycle_events_off_queue_nothing() {
         "counted all the same"
     );
 }
+
+#[test]
+fn a_timer_owner_keeps_a_wheel_entry_at_24_bytes() {
+    // A wheel entry is two u32 links, a u64 deadline and `Option<T>`
+    // (src/wheel/mod.rs): 24 bytes only while the owner's `Option` fits in 8.
+    assert_eq!(std::mem::size_of::<Option<TimerOwner>>(), 8);
+}
