@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::error::ConnectError;
-use crate::request::{FromCache, RequestId, Target};
+use crate::request::{ConnId, FromCache, RequestId, Target};
 use crate::time::Millis;
 
 /// Names one socket's slot. The generation tells a slot from a later one
@@ -27,6 +27,16 @@ pub(crate) enum Command {
     },
     /// Close the slot's socket; the pool has forgotten the slot.
     Close { slot: SlotId },
+}
+
+impl SlotId {
+    /// The id the caller knows this slot's connection by.
+    pub(crate) fn conn_id(self) -> ConnId {
+        ConnId {
+            index: self.index,
+            generation: self.generation,
+        }
+    }
 }
 
 /// A decided request, drained with [`Pool::poll_outcome`].

@@ -744,21 +744,20 @@ impl<C> Pool<C> {
     /// Serves `key`'s waiters in FIFO order for as long as the limits allow.
     fn dispatch(&mut self, key: u32, now: Millis) {
         loop {
-            let Some(k) = self.keys.get_mut(key as usize) else {
+            let Some(k) = self.keys.get(key as usize) else {
                 return;
             };
             let Some(head) = k.waiting.front() else { break };
-            let overdue = self
-                .requests
-                .get(head as usize)
-                .is_some_and(|r| r.waited && now > r.deadline);
-            if overdue {
+            if self.is_overdue(head, now) {
                 // Its timer has not fired yet, but its deadline has passed:
                 // the timeout wins over a slot freed just now.
                 self.dequeue(key, head);
                 self.fail(head, ConnectError::timed_out());
                 continue;
             }
+            let Some(k) = self.keys.get_mut(key as usize) else {
+                return;
+            };
             if let Some(slot) = k.idle.pop_front(&mut self.slots, slot_key_idle) {
                 k.busy += 1;
                 self.idle_lru.remove(&mut self.slots, slot, slot_lru);

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use mio::{Interest, Token};
 
-use crate::conn::{ConnId, Connection, Returned, Shared};
+use crate::conn::{Connection, Returned, Shared};
 use crate::error::{ConnectError, Function};
 use crate::event::{Event, Events, Outcome, Readiness, SourceReady, TimerFired};
 use crate::lifecycle::{CloseReason, Lifecycle};
@@ -144,6 +144,16 @@ pub(super) fn since(epoch: Instant) -> (Millis, Millis) {
     (crate::time::millis_ceil(elapsed), floor)
 }
 
+/// The peer shut down its sending side, or the socket failed.
+fn closed(event: &mio::event::Event) -> bool {
+    event.is_read_closed() || event.is_error()
+}
+
+/// Anything on the read side: data, a close or an error.
+fn read_side(event: &mio::event::Event) -> bool {
+    event.is_readable() || closed(event)
+}
+
 /// Set on the poller token of every source the caller registers, and on none
 /// of the reactor's own: the two can never collide.
 pub(super) const CALLER_BIT: usize = 1 << (usize::BITS - 1);
@@ -245,7 +255,7 @@ impl<C> Driver<C> {
                 token: Token(event.token().0 & !CALLER_BIT),
                 readable: event.is_readable(),
                 writable: event.is_writable(),
-                closed: event.is_read_closed() || event.is_error(),
+                closed: closed(event),
             }));
             return;
         }
@@ -255,7 +265,7 @@ impl<C> Driver<C> {
         let Some(phase) = self.pool.phase(slot) else {
             return;
         };
-        let read_side = event.is_readable() || event.is_read_closed() || event.is_error();
+        let read_side = read_side(event);
         match phase {
             Phase::Connecting => self.connecting_ready(slot, event, now),
             Phase::Idle | Phase::Reserved if read_side => self.check_idle(slot, event, now),
@@ -267,16 +277,13 @@ impl<C> Driver<C> {
                     entry.last_ready = tick;
                     // A short read proves no data is left, not that no FIN
                     // is: it must not be pooled on that proof.
-                    entry.peer_closed |= event.is_read_closed() || event.is_error();
+                    entry.peer_closed |= closed(event);
                 }
                 events.list.push(Event::Ready(Readiness {
-                    conn: ConnId {
-                        index: slot.index,
-                        generation: slot.generation,
-                    },
+                    conn: slot.conn_id(),
                     readable: event.is_readable(),
                     writable: event.is_writable(),
-                    closed: event.is_read_closed() || event.is_error(),
+                    closed: closed(event),
                 }));
             }
         }
@@ -285,7 +292,7 @@ impl<C> Driver<C> {
     /// A connecting slot's socket had readiness `event` (or, for a name,
     /// the attempt that won did).
     fn connecting_ready(&mut self, slot: SlotId, event: &mio::event::Event, now: Millis) {
-        let read_side = event.is_readable() || event.is_read_closed() || event.is_error();
+        let read_side = read_side(event);
         let orphan = self.pool.is_orphan(slot);
         self.check_connect(slot, now);
         // An orphan goes to the pool (or a waiter) as it connects:
@@ -303,7 +310,7 @@ impl<C> Driver<C> {
     /// readiness: closed or failed, it is dead; readable, it is dead unless
     /// the read finds nothing (a stale edge) or only TLS housekeeping.
     fn check_idle(&mut self, slot: SlotId, event: &mio::event::Event, now: Millis) {
-        let dead = if event.is_read_closed() || event.is_error() {
+        let dead = if closed(event) {
             Some(CloseReason::PeerClosed)
         } else {
             self.entry(slot.index).idle_check()
@@ -491,10 +498,7 @@ impl<C> Driver<C> {
                     .unwrap_or(peer);
             }
             events.list.push(Event::Lifecycle(Lifecycle {
-                conn: ConnId {
-                    index: slot.index,
-                    generation: slot.generation,
-                },
+                conn: slot.conn_id(),
                 peer,
                 change,
             }));
@@ -530,10 +534,7 @@ impl<C> Driver<C> {
                         Some(stream) => Ok(Connection::new(
                             stream,
                             tls,
-                            ConnId {
-                                index: slot.index,
-                                generation: slot.generation,
-                            },
+                            slot.conn_id(),
                             Rc::clone(&self.shared),
                             from_cache,
                             checkout,
