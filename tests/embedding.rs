@@ -83,7 +83,7 @@ fn nested_in_an_outer_mio_poll_by_readiness_and_next_timeout_only() {
         served,
         vec![None, Some(FromCache::Immediate), Some(FromCache::Immediate)]
     );
-    assert_eq!(server.accepted(), 1);
+    server.assert_accepted(1);
 }
 
 #[test]

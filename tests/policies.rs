@@ -137,7 +137,7 @@ fn max_uses_replaces_a_connection_after_its_last_use() {
         assert_eq!(get(&mut ka, &mut events, &mut conn), "hello\n");
         ka.free(conn).unwrap();
     }
-    assert_eq!(server.accepted(), 3, "2 + 2 + 1 uses");
+    server.assert_accepted(3); // 2 + 2 + 1 uses
     assert_eq!(ka.stats().counters.closes(CloseReason::Uses), 2);
 }
 

@@ -31,7 +31,7 @@ fn with_max_open_one_the_second_request_is_deferred() {
         outcome.result.unwrap().from_cache(),
         Some(FromCache::Deferred)
     );
-    assert_eq!(server.accepted(), 1);
+    server.assert_accepted(1);
 }
 
 #[test]
@@ -54,7 +54,7 @@ fn max_per_host_queues_in_fifo_order_with_deferred_reuse() {
         assert!(ka.open_count() <= 1);
     }
     assert_eq!(order, vec![1, 2, 3, 4], "served in allocation order");
-    assert_eq!(server.accepted(), 1);
+    server.assert_accepted(1);
 }
 
 #[test]
@@ -88,7 +88,7 @@ fn a_request_blocked_by_max_open_evicts_the_least_recently_used_idle_socket() {
     // The survivor is b's: a request for b reuses it, one for a cannot.
     let b2 = connect(&mut ka, &mut events, request(servers[1].port(), ()));
     assert_eq!(b2.from_cache(), Some(FromCache::Immediate), "b was kept");
-    assert_eq!(servers[0].accepted(), 1);
+    servers[0].assert_accepted(1);
 }
 
 #[test]

@@ -39,7 +39,7 @@ fn https_handshakes_then_reuses_the_connection() {
     let mut conn = connect(&mut ka, &mut events, https(server.port()));
     assert_eq!(conn.from_cache(), Some(FromCache::Immediate));
     assert_eq!(get(&mut ka, &mut events, &mut conn), "hello tls\n");
-    assert_eq!(server.accepted(), 1);
+    server.assert_accepted(1);
 }
 
 #[test]
@@ -356,5 +356,5 @@ fn upper_case_schemes_are_tls_and_share_the_pool() {
         "HTTPS and https are one pool key"
     );
     ka.free(conn).unwrap();
-    assert_eq!(server.accepted(), 1);
+    server.assert_accepted(1);
 }

@@ -115,6 +115,14 @@ impl Chaos {
         self.inner.counters.accepted.load(Ordering::SeqCst)
     }
 
+    /// Asserts exactly `n` connections were accepted, once the accept
+    /// thread has caught up with connects the client already saw complete.
+    #[track_caller]
+    pub fn assert_accepted(&self, n: usize) {
+        super::wait_count(|| self.accepted(), n, "server accepted");
+        assert_eq!(self.accepted(), n, "connections accepted");
+    }
+
     pub fn requests(&self) -> usize {
         self.inner.counters.requests.load(Ordering::SeqCst)
     }

@@ -125,15 +125,16 @@ impl Server {
     /// Waits until the server has accepted `n` connections.
     #[track_caller]
     pub fn wait_accepted(&self, n: usize) {
-        let start = Instant::now();
-        while self.accepted() < n {
-            assert!(
-                start.elapsed() < CAP,
-                "server accepted {} of {n}",
-                self.accepted()
-            );
-            thread::sleep(Duration::from_millis(1));
-        }
+        wait_count(|| self.accepted(), n, "server accepted");
+    }
+
+    /// Asserts the server accepted exactly `n` connections. The accept
+    /// thread counts a connection some time after the client's connect
+    /// completed, so this first waits (capped) for the count to reach `n`.
+    #[track_caller]
+    pub fn assert_accepted(&self, n: usize) {
+        self.wait_accepted(n);
+        assert_eq!(self.accepted(), n, "connections accepted");
     }
 }
 
@@ -411,5 +412,16 @@ pub fn drain_reads(conn: &mut Connection) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) => panic!("read: {e}"),
         }
+    }
+}
+
+/// Waits (capped) until `count()` reaches `n`: counters kept by a server's
+/// threads lag what the client side already saw complete.
+#[track_caller]
+pub fn wait_count(count: impl Fn() -> usize, n: usize, what: &str) {
+    let start = Instant::now();
+    while count() < n {
+        assert!(start.elapsed() < CAP, "{what} {} of {n}", count());
+        thread::sleep(Duration::from_millis(1));
     }
 }

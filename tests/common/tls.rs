@@ -176,6 +176,14 @@ impl TlsServer {
         self.accepted.load(Ordering::SeqCst)
     }
 
+    /// Asserts exactly `n` connections were accepted, once the accept
+    /// thread has caught up with connects the client already saw complete.
+    #[track_caller]
+    pub fn assert_accepted(&self, n: usize) {
+        super::wait_count(|| self.accepted(), n, "server accepted");
+        assert_eq!(self.accepted(), n, "connections accepted");
+    }
+
     /// From now on every connection sends close_notify when it next sits
     /// idle, and keeps the TCP connection open.
     pub fn send_close_notify(&self) {
