@@ -251,14 +251,20 @@ pub struct Stats {
     /// Readiness events for connections the client does not hold.
     pub ready_unknown: u64,
     /// Pooled connections whose socket the client had never been lent: a
-    /// connect that finished after its request was deallocated idles in
-    /// the pool (possible only after `cancel_one`).
+    /// connect that finished after its request was deallocated, or in the
+    /// tick its request timed out, idles in the pool.
     pub orphans_reused: u64,
     /// Of those, the ones delivered dead (see `orphan_connect_closed_…`
     /// in faults.rs: a library bug).
     pub orphans_dead_delivered: u64,
     /// Orphans the look before the delivering poll did not see at all.
     pub orphans_unseen: u64,
+    /// Unseen orphans explained by a timeout in the same poll (see
+    /// `poll`): opened, connected and pooled within one waiting poll.
+    pub orphans_late: u64,
+    /// Requests that failed with `connect`/`ETIMEDOUT`: their connect may
+    /// still finish into the pool (an orphan, as after a deallocate).
+    pub timed_out: u64,
     /// Outcomes for requests the client was not waiting on.
     pub outcome_unknown: u64,
 }
@@ -321,6 +327,8 @@ pub struct Client {
     /// as of the last look, once `scan_all` is on.
     scan: Vec<(u64, u8, i32)>,
     scan_all: bool,
+    /// The events of the current poll include a request timeout.
+    timeout_in_poll: bool,
     pub rng: Rng,
     policy: Policy,
     pub stats: Stats,
@@ -341,6 +349,7 @@ impl Client {
             socks: Vec::new(),
             scan: Vec::new(),
             scan_all: false,
+            timeout_in_poll: false,
             rng: Rng(seed | 1),
             policy,
             stats: Stats::default(),
@@ -613,6 +622,12 @@ impl Client {
         }
         .expect("poll");
         let mut events = std::mem::take(&mut self.events);
+        // A poll that waits runs several ticks: a socket it opened (for a
+        // queued request) can connect in the tick its request times out,
+        // idle, and go to another request, all after the look above.
+        self.timeout_in_poll = events.iter().any(
+            |e| matches!(e, Event::Outcome(o) if o.result.as_ref().is_err_and(|e| e.is_timeout())),
+        );
         for event in events.drain() {
             match event {
                 Event::Ready(r) => {
@@ -642,7 +657,17 @@ impl Client {
                     };
                     match o.result {
                         Ok(conn) => self.delivered(w, conn, job),
-                        Err(e) => self.stats.errors.add(e.function(), e.errno()),
+                        Err(e) => {
+                            if e.is_timeout() {
+                                // A connect that completes in the tick its
+                                // deadline passed idles in the pool without
+                                // ever being lent to us, as after a
+                                // deallocate.
+                                self.stats.timed_out += 1;
+                                self.scan_all = true;
+                            }
+                            self.stats.errors.add(e.function(), e.errno())
+                        }
                     }
                 }
                 // No sources, timers or lifecycle events are asked for.
@@ -731,6 +756,7 @@ impl Client {
                                     self.stats.orphans_dead_delivered += 1;
                                 }
                             }
+                            None if self.timeout_in_poll => self.stats.orphans_late += 1,
                             None => self.stats.orphans_unseen += 1,
                         }
                         self.track(fd, ino, job.port);
