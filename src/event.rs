@@ -2,6 +2,7 @@
 //! collected in a caller-owned buffer that is reused every tick.
 
 use std::fmt;
+use std::rc::Rc;
 
 use crate::conn::{ConnId, Connection};
 use crate::error::ConnectError;
@@ -16,8 +17,10 @@ pub use crate::request::FromCache;
 pub struct Outcome<C> {
     /// The request this answers.
     pub id: RequestId,
-    /// The request's target: scheme, address and port echoed.
-    pub target: Target,
+    /// The request's target: scheme, address and port echoed. Shared with
+    /// the pool's key for it (and every outcome of that key), so an outcome
+    /// carries a pointer, not a copy of the target's strings.
+    pub target: Rc<Target>,
     /// The caller's context, moved back.
     pub context: C,
     /// The connection, or why there is none. A connection says whether it
@@ -84,10 +87,6 @@ pub struct TimerFired {
 /// One thing that happened.
 #[derive(Debug)]
 #[non_exhaustive]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "outcomes are the event every request gets; boxing one would allocate on the hit path"
-)]
 pub enum Event<C> {
     /// A request's outcome: exactly one per request that was not deallocated.
     Outcome(Outcome<C>),

@@ -6,6 +6,8 @@
 //! and O(1) to read in total, O(keys) per key. The tests recount every gauge
 //! from scratch after each step and compare.
 
+use std::rc::Rc;
+
 use crate::error::Function;
 use crate::lifecycle::CloseReason;
 use crate::request::Target;
@@ -29,8 +31,8 @@ pub struct Counts {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeyStats {
-    /// The key.
-    pub target: Target,
+    /// The key (shared with the pool and its outcomes).
+    pub target: Rc<Target>,
     /// Its counts.
     pub counts: Counts,
 }

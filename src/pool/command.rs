@@ -2,6 +2,7 @@
 //! phase of a slot (so the driver knows what readiness on it means).
 
 use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
 
 use crate::error::ConnectError;
 use crate::request::{ConnId, FromCache, RequestId, Target};
@@ -47,13 +48,13 @@ pub(crate) enum PoolOutcome<C> {
         slot: SlotId,
         checkout: Checkout,
         from_cache: Option<FromCache>,
-        target: Target,
+        target: Rc<Target>,
         context: C,
     },
     /// The request failed.
     Fail {
         id: RequestId,
-        target: Target,
+        target: Rc<Target>,
         context: C,
         error: ConnectError,
     },

@@ -5,13 +5,16 @@
 //! the index never grows with targets that are no longer used.
 
 use std::hash::BuildHasher;
+use std::rc::Rc;
 
 use super::Pool;
 use super::list::{Link, List};
 use crate::request::Target;
 
 pub(super) struct KeyState {
-    pub(super) target: Target,
+    /// Shared with every outcome of the key: an outcome carries a pointer,
+    /// not a copy of the target's strings.
+    pub(super) target: Rc<Target>,
     /// Connecting, reserved and lent slots.
     pub(super) busy: usize,
     /// Of the busy slots, those connecting.
@@ -29,28 +32,28 @@ pub(super) fn key_blocked(k: &mut KeyState) -> &mut Link {
 }
 
 impl<C> Pool<C> {
-    /// The key of `target`, created if new.
     /// The key of `target`, if it has one.
     pub(super) fn find_key(&self, target: &Target) -> Option<u32> {
         let hash = self.hasher.hash_one(target);
         let keys = &self.keys;
         self.key_index
             .find(hash, |&k| {
-                keys.get(k as usize).is_some_and(|s| s.target == *target)
+                keys.get(k as usize).is_some_and(|s| *s.target == *target)
             })
             .copied()
     }
 
-    pub(super) fn key_for(&mut self, target: &Target) -> u32 {
-        let hash = self.hasher.hash_one(target);
+    /// The key of `target`, created if new (the target moves into it).
+    pub(super) fn key_for(&mut self, target: Target) -> u32 {
+        let hash = self.hasher.hash_one(&target);
         let keys = &self.keys;
         if let Some(&k) = self.key_index.find(hash, |&k| {
-            keys.get(k as usize).is_some_and(|s| s.target == *target)
+            keys.get(k as usize).is_some_and(|s| *s.target == target)
         }) {
             return k;
         }
         let k = super::index32(self.keys.insert(KeyState {
-            target: target.clone(),
+            target: Rc::new(target),
             busy: 0,
             connecting: 0,
             idle: List::default(),

@@ -64,6 +64,7 @@ mod tests;
 mod timers;
 
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 use hashbrown::DefaultHashBuilder;
 use hashbrown::HashTable;
@@ -151,7 +152,6 @@ enum RequestState {
 struct RequestEntry<C> {
     generation: u32,
     key: u32,
-    target: Target,
     context: C,
     state: RequestState,
     /// The request's timeout, for a deadline set after `allocate`.
@@ -332,15 +332,15 @@ impl<C> Pool<C> {
         if request.target.bind.is_none() {
             request.target.bind = self.limits.bind_address;
         }
-        let key = self.key_for(&request.target);
-        let generation = self.generation();
         let Request {
             target, context, ..
         } = request;
+        // The target goes to its key; the outcome shares the key's.
+        let key = self.key_for(target);
+        let generation = self.generation();
         let index = index32(self.requests.insert(RequestEntry {
             generation,
             key,
-            target,
             context,
             state: RequestState::Waiting,
             timeout,
@@ -608,6 +608,11 @@ impl<C> Pool<C> {
             let Some(r) = self.requests.try_remove(id.index as usize) else {
                 continue;
             };
+            // Before `request_gone`, which may drop the key.
+            let Some(target) = self.keys.get(r.key as usize).map(|k| Rc::clone(&k.target)) else {
+                debug_assert!(false, "request {id:?} outlived its key");
+                continue;
+            };
             self.request_gone(r.key);
             let outcome = match r.state {
                 RequestState::Reserved { slot, from_cache } => {
@@ -639,13 +644,13 @@ impl<C> Pool<C> {
                         slot,
                         checkout,
                         from_cache,
-                        target: r.target,
+                        target,
                         context: r.context,
                     }
                 }
                 RequestState::Failed(error) => PoolOutcome::Fail {
                     id,
-                    target: r.target,
+                    target,
                     context: r.context,
                     error,
                 },
@@ -696,7 +701,7 @@ impl<C> Pool<C> {
             .slots
             .get(slot.index as usize)
             .filter(|s| s.generation == slot.generation)?;
-        self.keys.get(s.key as usize).map(|k| &k.target)
+        self.keys.get(s.key as usize).map(|k| &*k.target)
     }
 
     /// The live slot at `index`, whatever its generation.

@@ -2,6 +2,7 @@
 //! lifecycle events queued for the driver.
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 
 use super::{Pool, SlotId};
 use crate::lifecycle::Change;
@@ -24,11 +25,11 @@ impl<C> Pool<C> {
     }
 
     /// One entry per key, into `out` (cleared first). O(keys); allocates
-    /// only to grow `out`, or to clone a target's owned strings.
+    /// only to grow `out` (targets are shared, not copied).
     pub(crate) fn key_stats(&self, out: &mut Vec<KeyStats>) {
         out.clear();
         out.extend(self.keys.iter().map(|(_, k)| KeyStats {
-            target: k.target.clone(),
+            target: Rc::clone(&k.target),
             counts: Counts {
                 connecting: k.connecting,
                 lent: k.busy - k.connecting,
