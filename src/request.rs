@@ -208,6 +208,7 @@ pub enum FromCache {
 /// §3.1): `HTTPS` must select TLS and share a pool with `https`; so are
 /// host names (RFC 4343). Costs an allocation only when the text has an
 /// upper-case letter.
+#[inline]
 pub(crate) fn lowercase(scheme: Cow<'static, str>) -> Cow<'static, str> {
     if scheme.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(scheme.to_ascii_lowercase())

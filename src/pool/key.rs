@@ -44,7 +44,23 @@ impl<C> Pool<C> {
     }
 
     /// The key of `target`, created if new (the target moves into it).
+    /// The key used last is tried first: a comparison instead of hashing
+    /// the target, for a caller that asks for one upstream many times.
     pub(super) fn key_for(&mut self, target: Target) -> u32 {
+        let last = self.last_key;
+        if self
+            .keys
+            .get(last as usize)
+            .is_some_and(|k| *k.target == target)
+        {
+            return last;
+        }
+        let k = self.key_for_hashed(target);
+        self.last_key = k;
+        k
+    }
+
+    fn key_for_hashed(&mut self, target: Target) -> u32 {
         let hash = self.hasher.hash_one(&target);
         let keys = &self.keys;
         if let Some(&k) = self.key_index.find(hash, |&k| {

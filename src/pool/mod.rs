@@ -182,6 +182,9 @@ pub(crate) struct Pool<C> {
     limits: Limits,
     hasher: DefaultHashBuilder,
     key_index: HashTable<u32>,
+    /// The key `key_for` found or made last (maybe since removed: it is
+    /// only ever compared by target).
+    last_key: u32,
     keys: Slab<KeyState>,
     slots: Slab<Slot>,
     requests: Slab<RequestEntry<C>>,
@@ -230,6 +233,7 @@ impl<C> Pool<C> {
             limits,
             hasher: DefaultHashBuilder::default(),
             key_index: HashTable::new(),
+            last_key: 0,
             keys: Slab::new(),
             slots: Slab::new(),
             requests: Slab::new(),
@@ -263,6 +267,7 @@ impl<C> Pool<C> {
     /// `now` is the driver's time of its last tick; `clock` reads the time
     /// afresh, and is called only for a request that must wait or connect,
     /// whose deadline must count from this moment (a cache hit has none).
+    #[inline]
     pub(crate) fn allocate(
         &mut self,
         mut request: Request<C>,
@@ -350,8 +355,19 @@ impl<C> Pool<C> {
             waited: false,
             queue: Link::UNLINKED,
         }));
-        if let Some(k) = self.keys.get_mut(key as usize) {
-            k.requests += 1;
+        let Some(k) = self.keys.get_mut(key as usize) else {
+            debug_assert!(false, "key {key} just made is gone");
+            return Ok(self.request_id(index, generation));
+        };
+        k.requests += 1;
+        // The cache hit, served at once: nobody waits ahead of it (FIFO
+        // holds) and an idle slot is there. What `dispatch` would do for it,
+        // without the queue round trip.
+        if k.waiting.is_empty() {
+            if let Some(slot) = self.take_idle(key) {
+                self.reserve_slot(index, slot, Some(FromCache::Immediate));
+                return Ok(self.request_id(index, generation));
+            }
         }
         self.enqueue(key, index, false);
         self.dispatch(key, now);
@@ -375,11 +391,15 @@ impl<C> Pool<C> {
                 r.timer = Some(self.wheel.insert(r.deadline, TimerOwner::Request(index)));
             }
         }
-        Ok(RequestId {
+        Ok(self.request_id(index, generation))
+    }
+
+    fn request_id(&self, index: u32, generation: u32) -> RequestId {
+        RequestId {
             reactor: self.pool_id,
             index,
             generation,
-        })
+        }
     }
 
     /// Cancels a pending request and gives its context back. No outcome is
@@ -593,16 +613,17 @@ impl<C> Pool<C> {
     /// dates its checkout.
     pub(crate) fn poll_outcome(&mut self, now: Millis) -> Option<PoolOutcome<C>> {
         while let Some(id) = self.ready.pop_front() {
-            if !self.is_pending(id) {
-                continue;
-            }
-            let decided = matches!(
-                self.requests.get(id.index as usize).map(|r| &r.state),
-                Some(RequestState::Reserved { .. } | RequestState::Failed(_))
-            );
+            // The ids queued are all ours; an entry whose generation moved on
+            // was deallocated, one neither reserved nor failed is stale (its
+            // reserved socket died and it went back to its queue).
+            let decided = self.requests.get(id.index as usize).is_some_and(|r| {
+                r.generation == id.generation
+                    && matches!(
+                        r.state,
+                        RequestState::Reserved { .. } | RequestState::Failed(_)
+                    )
+            });
             if !decided {
-                // Stale: the reserved socket died and the request went back
-                // to its queue.
                 continue;
             }
             let Some(r) = self.requests.try_remove(id.index as usize) else {
@@ -760,17 +781,7 @@ impl<C> Pool<C> {
                 self.fail(head, ConnectError::timed_out());
                 continue;
             }
-            let Some(k) = self.keys.get_mut(key as usize) else {
-                return;
-            };
-            if let Some(slot) = k.idle.pop_front(&mut self.slots, slot_key_idle) {
-                k.busy += 1;
-                self.idle_lru.remove(&mut self.slots, slot, slot_lru);
-                self.unstamped.remove(&mut self.slots, slot, slot_stamp);
-                if let Some(s) = self.slots.get_mut(slot as usize) {
-                    let timer = s.timer.take();
-                    self.cancel_timer(timer);
-                }
+            if let Some(slot) = self.take_idle(key) {
                 let waited = self.requests.get(head as usize).is_some_and(|r| r.waited);
                 let from_cache = if waited {
                     FromCache::Deferred
@@ -781,6 +792,9 @@ impl<C> Pool<C> {
                 self.reserve_slot(head, slot, Some(from_cache));
                 continue;
             }
+            let Some(k) = self.keys.get(key as usize) else {
+                return;
+            };
             if k.busy >= self.limits.max_per_host {
                 // Waits for one of its own slots, not for max_open.
                 self.open_blocked.remove(&mut self.keys, key, key_blocked);
@@ -808,6 +822,21 @@ impl<C> Pool<C> {
             self.connect(key, head);
         }
         self.open_blocked.remove(&mut self.keys, key, key_blocked);
+    }
+
+    /// Takes `key`'s most recently used idle slot out of the idle lists and
+    /// makes it busy, its expiry timer cancelled; `None` if it has none.
+    fn take_idle(&mut self, key: u32) -> Option<u32> {
+        let k = self.keys.get_mut(key as usize)?;
+        let slot = k.idle.pop_front(&mut self.slots, slot_key_idle)?;
+        k.busy += 1;
+        self.idle_lru.remove(&mut self.slots, slot, slot_lru);
+        self.unstamped.remove(&mut self.slots, slot, slot_stamp);
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            let timer = s.timer.take();
+            self.cancel_timer(timer);
+        }
+        Some(slot)
     }
 
     /// After a slot of `key` stopped being busy or a slot closed: serve the
