@@ -71,3 +71,20 @@ fn random_seeds_differ() {
         "the keyed hash differs per call"
     );
 }
+
+#[test]
+fn huge_page_advice_skips_small_buffers_and_keeps_contents() {
+    let small: Vec<u64> = Vec::with_capacity(1024);
+    assert!(!advise_huge_pages(&small), "a small buffer is left alone");
+
+    let mut big: Vec<u64> = (0..(1u64 << 20)).collect(); // 8 MiB
+    let advised = advise_huge_pages(&big);
+    // Whether the kernel takes it depends on its transparent huge pages.
+    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled");
+    if let Ok(mode) = thp {
+        assert_eq!(advised, !mode.contains("[never]"), "THP mode {mode:?}");
+    }
+    assert!(big.iter().enumerate().all(|(i, &v)| v == i as u64));
+    big.push(1);
+    assert_eq!(big.len(), (1 << 20) + 1);
+}
