@@ -18,7 +18,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Duration;
@@ -28,6 +28,7 @@ use mio::net::TcpStream;
 use crate::pool::Checkout;
 pub use crate::request::ConnId;
 use crate::request::FromCache;
+use crate::time::Millis;
 use crate::tls::TlsSession;
 
 /// State shared by a reactor and the connections it lent.
@@ -124,9 +125,20 @@ pub struct Connection {
     id: ConnId,
     shared: Rc<Shared>,
     from_cache: Option<FromCache>,
-    checkout: Checkout,
-    peer: SocketAddr,
-    drained_at: Option<u64>,
+    // The checkout's fields, flattened so `uses` packs with the
+    // descriptors: a connection is moved through every outcome event, and
+    // at 88 bytes (112 with `Checkout`, `SocketAddr` and an `Option`) the
+    // hit cycle moves less.
+    uses: u32,
+    age: Millis,
+    idle: Millis,
+    /// With `peer_port`: the remote address. A `SocketAddr` is 32 bytes;
+    /// the flow and scope of an IPv6 peer are never set here.
+    peer_ip: IpAddr,
+    peer_port: u16,
+    /// Tick of the last read that found the receive queue empty; 0 for
+    /// none (ticks count from 1).
+    drained_at: u64,
     reusable: bool,
 }
 
@@ -142,7 +154,11 @@ impl Connection {
     ) -> Connection {
         // A pooled socket had an empty receive queue when this tick polled,
         // or readiness would have closed it; a new one is unknown.
-        let drained_at = from_cache.map(|_| shared.tick.get());
+        let drained_at = if from_cache.is_some() {
+            shared.tick.get()
+        } else {
+            0
+        };
         Connection {
             fd: stream.as_raw_fd(),
             stream: Some(stream),
@@ -150,8 +166,11 @@ impl Connection {
             id,
             shared,
             from_cache,
-            checkout,
-            peer,
+            uses: checkout.uses,
+            age: checkout.age,
+            idle: checkout.idle,
+            peer_ip: peer.ip(),
+            peer_port: peer.port(),
             drained_at,
             reusable: true,
         }
@@ -172,26 +191,26 @@ impl Connection {
     /// included: 1 for a new connection.
     #[must_use]
     pub fn uses(&self) -> u32 {
-        self.checkout.uses
+        self.uses
     }
 
     /// How long ago its connect completed, at this checkout (whole
     /// milliseconds of the reactor's clock).
     #[must_use]
     pub fn age(&self) -> Duration {
-        Duration::from_millis(self.checkout.age)
+        Duration::from_millis(self.age)
     }
 
     /// How long it sat idle in the pool before this checkout; zero for a new
     /// connection.
     #[must_use]
     pub fn idle_for(&self) -> Duration {
-        Duration::from_millis(self.checkout.idle)
+        Duration::from_millis(self.idle)
     }
 
     /// The remote address. No syscall.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.peer
+        SocketAddr::new(self.peer_ip, self.peer_port)
     }
 
     /// The local address (one `getsockname`).
@@ -260,8 +279,12 @@ impl Connection {
             stream,
             tls: self.tls.take(),
             reusable: self.reusable,
-            drained_at: self.drained_at,
+            drained_at: self.drained(),
         })
+    }
+
+    fn drained(&self) -> Option<u64> {
+        (self.drained_at != 0).then_some(self.drained_at)
     }
 
     pub(crate) fn shared(&self) -> &Rc<Shared> {
@@ -277,7 +300,7 @@ impl Connection {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if read {
-                    self.drained_at = Some(self.shared.tick.get());
+                    self.drained_at = self.shared.tick.get();
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -302,7 +325,7 @@ impl Read for Connection {
         // that extra read, and the reactor a peek at free). Not for TLS,
         // where rustls may hold more plaintext than one read returns.
         if self.tls.is_none() && matches!(result, Ok(n) if n > 0 && n < buf.len()) {
-            self.drained_at = Some(self.shared.tick.get());
+            self.drained_at = self.shared.tick.get();
         }
         result
     }
@@ -394,7 +417,7 @@ impl Drop for Connection {
             stream,
             tls: self.tls.take(),
             reusable: self.reusable,
-            drained_at: self.drained_at,
+            drained_at: self.drained(),
         };
         self.shared.push_returned(returned);
     }
@@ -408,7 +431,7 @@ impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
             .field("id", &self.id)
-            .field("peer", &self.peer)
+            .field("peer", &self.peer_addr())
             .field("from_cache", &self.from_cache)
             .field("reusable", &self.reusable)
             .finish_non_exhaustive()

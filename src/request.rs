@@ -208,12 +208,17 @@ pub enum FromCache {
 /// §3.1): `HTTPS` must select TLS and share a pool with `https`; so are
 /// host names (RFC 4343). Costs an allocation only when the text has an
 /// upper-case letter.
+pub(crate) fn lowercase(mut scheme: Cow<'static, str>) -> Cow<'static, str> {
+    lower_in_place(&mut scheme);
+    scheme
+}
+
+/// [`lowercase`] without moving the text in and out: `Request::new` runs
+/// on every allocate, and the move cost more than the check.
 #[inline]
-pub(crate) fn lowercase(scheme: Cow<'static, str>) -> Cow<'static, str> {
-    if scheme.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(scheme.to_ascii_lowercase())
-    } else {
-        scheme
+fn lower_in_place(text: &mut Cow<'static, str>) {
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
+        *text = Cow::Owned(text.to_ascii_lowercase());
     }
 }
 
@@ -288,9 +293,11 @@ impl<C> Request<C> {
         port: u16,
         context: C,
     ) -> Self {
+        let mut scheme = scheme.into();
+        lower_in_place(&mut scheme);
         Request {
             target: Target {
-                scheme: lowercase(scheme.into()),
+                scheme,
                 host,
                 port,
                 tag: None,
