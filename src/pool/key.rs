@@ -43,31 +43,35 @@ impl<C> Pool<C> {
             .copied()
     }
 
-    /// The key of `target`, created if new (the target moves into it).
-    /// The key used last is tried first: a comparison instead of hashing
-    /// the target, for a caller that asks for one upstream many times.
-    pub(super) fn key_for(&mut self, target: Target) -> u32 {
+    /// The key of `target`, or the target's hash to make one with
+    /// [`insert_key`](Pool::insert_key). The target is only read: on the
+    /// hit path it is never moved. The key used last is tried first: a
+    /// comparison instead of hashing, for a caller that asks for one
+    /// upstream many times.
+    pub(super) fn lookup_key(&mut self, target: &Target) -> Result<u32, u64> {
         let last = self.last_key;
         if self
             .keys
             .get(last as usize)
-            .is_some_and(|k| *k.target == target)
+            .is_some_and(|k| *k.target == *target)
         {
-            return last;
+            return Ok(last);
         }
-        let k = self.key_for_hashed(target);
+        let hash = self.hasher.hash_one(target);
+        let keys = &self.keys;
+        let k = *self
+            .key_index
+            .find(hash, |&k| {
+                keys.get(k as usize).is_some_and(|s| *s.target == *target)
+            })
+            .ok_or(hash)?;
         self.last_key = k;
-        k
+        Ok(k)
     }
 
-    fn key_for_hashed(&mut self, target: Target) -> u32 {
-        let hash = self.hasher.hash_one(&target);
-        let keys = &self.keys;
-        if let Some(&k) = self.key_index.find(hash, |&k| {
-            keys.get(k as usize).is_some_and(|s| *s.target == target)
-        }) {
-            return k;
-        }
+    /// A new key for `target`, whose hash [`lookup_key`](Pool::lookup_key)
+    /// returned: the target moves into it.
+    pub(super) fn insert_key(&mut self, hash: u64, target: Target) -> u32 {
         let k = super::index32(self.keys.insert(KeyState {
             target: Rc::new(target),
             busy: 0,
@@ -83,6 +87,7 @@ impl<C> Pool<C> {
                 Some(s) => hasher.hash_one(&s.target),
                 None => 0,
             });
+        self.last_key = k;
         k
     }
 

@@ -334,14 +334,16 @@ impl<C> Pool<C> {
                 request,
             );
         }
-        if request.target.bind.is_none() {
+        if request.target.bind.is_none() && self.limits.bind_address.is_some() {
             request.target.bind = self.limits.bind_address;
         }
-        let Request {
-            target, context, ..
-        } = request;
-        // The target goes to its key; the outcome shares the key's.
-        let key = self.key_for(target);
+        // The target moves into a new key, or is dropped where it lies; the
+        // outcome shares the key's.
+        let key = match self.lookup_key(&request.target) {
+            Ok(key) => key,
+            Err(hash) => self.insert_key(hash, request.target),
+        };
+        let context = request.context;
         let generation = self.generation();
         let index = index32(self.requests.insert(RequestEntry {
             generation,
@@ -611,6 +613,7 @@ impl<C> Pool<C> {
 
     /// Next decided request, if any. A delivered slot becomes `Lent`; `now`
     /// dates its checkout.
+    #[inline]
     pub(crate) fn poll_outcome(&mut self, now: Millis) -> Option<PoolOutcome<C>> {
         while let Some(id) = self.ready.pop_front() {
             // The ids queued are all ours; an entry whose generation moved on
