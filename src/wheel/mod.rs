@@ -279,6 +279,11 @@ impl<T> Wheel<T> {
     /// an earlier `now` is taken as the current time.
     pub fn poll(&mut self, now: u64) -> Option<(u64, T)> {
         let now = now.max(self.elapsed);
+        if self.len == 0 {
+            // Nothing scheduled (the steady hit path): no level to scan.
+            self.elapsed = now;
+            return None;
+        }
         loop {
             if self.pending != NIL {
                 let key = self.pending;
