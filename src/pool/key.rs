@@ -101,6 +101,7 @@ impl<C> Pool<C> {
     }
 
     /// Drops a key that has no slot, no waiter and no undelivered request.
+    #[inline]
     pub(super) fn maybe_remove_key(&mut self, key: u32) {
         let Some(k) = self.keys.get(key as usize) else {
             return;

@@ -611,6 +611,12 @@ impl<C> Pool<C> {
         self.commands.pop_front()
     }
 
+    /// Whether `poll_command` has something.
+    #[inline]
+    pub(crate) fn has_commands(&self) -> bool {
+        !self.commands.is_empty()
+    }
+
     /// Next decided request, if any. A delivered slot becomes `Lent`; `now`
     /// dates its checkout.
     #[inline]

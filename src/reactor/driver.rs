@@ -391,7 +391,16 @@ impl<C> Driver<C> {
     /// Carries out the pool's commands and the resolver's output until
     /// neither has any; failures feed back in as inputs, which may queue
     /// more.
+    #[inline]
     pub(super) fn run_commands(&mut self, registry: &mio::Registry, now: Millis) {
+        // The hit path has neither: no call, one load and a branch each.
+        if !self.pool.has_commands() && !self.names.is_dirty() {
+            return;
+        }
+        self.run_commands_slow(registry, now);
+    }
+
+    fn run_commands_slow(&mut self, registry: &mio::Registry, now: Millis) {
         loop {
             self.run_pool_commands(registry, now);
             if !self.drain_names(registry, now) {
@@ -456,10 +465,14 @@ impl<C> Driver<C> {
     /// Takes back connections dropped since the last tick, in the order
     /// they were dropped (so the last one dropped is the warmest). The queue
     /// is swapped with a spare so both keep their capacity: no allocation.
+    #[inline]
     pub(super) fn take_returned(&mut self, now: Millis) {
-        if !self.shared.has_returned() {
-            return;
+        if self.shared.has_returned() {
+            self.take_returned_slow(now);
         }
+    }
+
+    fn take_returned_slow(&mut self, now: Millis) {
         let mut batch = self
             .shared
             .swap_returned(std::mem::take(&mut self.returned_spare));
