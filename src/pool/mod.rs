@@ -57,6 +57,7 @@ mod limits;
 mod list;
 #[cfg(test)]
 mod model;
+mod outbox;
 mod policy;
 mod stats;
 #[cfg(test)]
@@ -82,6 +83,7 @@ pub(crate) use command::{Checkout, Command, Phase, PoolOutcome, SlotId};
 use key::{KeyState, key_blocked};
 pub(crate) use limits::Limits;
 use list::{Link, List};
+use outbox::Outbox;
 
 /// Generations use 30 bits; see `Pool::generation`.
 pub(crate) const GENERATION_MASK: u32 = u32::MAX >> 2;
@@ -197,7 +199,7 @@ pub(crate) struct Pool<C> {
     unstamped: List,
     open_blocked: List,
     commands: VecDeque<Command>,
-    ready: VecDeque<RequestId>,
+    ready: Outbox<RequestId>,
     /// The caller's live timers; see `timers.rs`.
     caller_timers: Slab<timers::CallerTimer>,
     /// Caller timers fired and not yet drained.
@@ -208,7 +210,7 @@ pub(crate) struct Pool<C> {
     waiting: usize,
     counters: Counters,
     /// Lifecycle changes for the driver, when `limits.lifecycle_events`.
-    lifecycle: VecDeque<(SlotId, std::net::SocketAddr, Change)>,
+    lifecycle: Outbox<(SlotId, std::net::SocketAddr, Change)>,
     /// Draws expiry jitter.
     rng: policy::Rng,
     next_generation: u32,
@@ -243,7 +245,7 @@ impl<C> Pool<C> {
             unstamped: List::default(),
             open_blocked: List::default(),
             commands: VecDeque::new(),
-            ready: VecDeque::new(),
+            ready: Outbox::with_capacity(0),
             caller_timers: Slab::new(),
             // Sized so that a loop's first timers and lifecycle events do
             // not allocate in the middle of its steady state.
@@ -251,7 +253,7 @@ impl<C> Pool<C> {
             connecting: 0,
             waiting: 0,
             counters: Counters::default(),
-            lifecycle: VecDeque::with_capacity(if limits.lifecycle_events { 256 } else { 0 }),
+            lifecycle: Outbox::with_capacity(if limits.lifecycle_events { 256 } else { 0 }),
             rng: policy::Rng::new(hasher_seed()),
             next_generation: 0,
             pool_id: NEXT_POOL_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -621,7 +623,7 @@ impl<C> Pool<C> {
     /// dates its checkout.
     #[inline]
     pub(crate) fn poll_outcome(&mut self, now: Millis) -> Option<PoolOutcome<C>> {
-        while let Some(id) = self.ready.pop_front() {
+        while let Some(id) = self.ready.pop() {
             // The ids queued are all ours; an entry whose generation moved on
             // was deallocated, one neither reserved nor failed is stale (its
             // reserved socket died and it went back to its queue).
@@ -925,7 +927,7 @@ impl<C> Pool<C> {
             s.state = SlotState::Reserved { request: r };
         }
         self.cancel_timer(timer);
-        self.ready.push_back(id);
+        self.ready.push(id);
     }
 
     /// Request `r` (out of any queue, owning no slot) fails with `error`.
@@ -945,7 +947,7 @@ impl<C> Pool<C> {
             generation: req.generation,
         };
         self.cancel_timer(timer);
-        self.ready.push_back(id);
+        self.ready.push(id);
     }
 
     /// Request `r` lost its reserved slot: it goes back to the front of its

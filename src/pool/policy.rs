@@ -162,8 +162,7 @@ impl<C> Pool<C> {
             index: slot,
             generation: s.generation,
         };
-        self.lifecycle
-            .push_back((id, k.target.socket_addr(), change));
+        self.lifecycle.push((id, k.target.socket_addr(), change));
     }
 
     /// Closes `target`'s idle slots and marks its busy ones to be closed

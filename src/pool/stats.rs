@@ -41,6 +41,6 @@ impl<C> Pool<C> {
 
     /// Next lifecycle change, if any (only with `lifecycle_events` on).
     pub(crate) fn poll_lifecycle(&mut self) -> Option<(SlotId, SocketAddr, Change)> {
-        self.lifecycle.pop_front()
+        self.lifecycle.pop()
     }
 }
