@@ -1,7 +1,8 @@
 //! The system calls mio does not offer: bind before connect, a one-byte
 //! peek, random bits for the resolver, and huge-page advice for the timer
 //! wheel. This is the only module with `unsafe`; each block is one libc call
-//! on a descriptor or buffer this module owns, with a `// SAFETY:` line.
+//! on a descriptor or buffer the call holds for its duration (its own, or
+//! one borrowed from the caller), with a `// SAFETY:` line.
 //!
 //! Sockets are created nonblocking and close-on-exec in one call
 //! (`SOCK_NONBLOCK | SOCK_CLOEXEC`), wrapped in an `OwnedFd` at once so that
@@ -247,10 +248,11 @@ const HUGE_PAGE_WORTHWHILE: usize = 4 << 20;
 /// (`madvise(MADV_HUGEPAGE)`), for a vector that is read at random: a timer
 /// wheel of a million entries is 24 MiB, and with 4 KiB pages about a quarter
 /// of a random access's cost was the page walk. Only the 4 KiB pages wholly
-/// inside the buffer are named. Advice only: memory contents never change,
-/// and a kernel without transparent huge pages (or with them off) refuses it
-/// harmlessly. Returns whether the advice was taken; a small buffer is left
-/// alone (no syscall). One `madvise`; call it when the capacity grows.
+/// inside the buffer are named. Advice only: memory contents never change; a
+/// kernel built without transparent huge pages refuses it, and one with them
+/// set to `never` takes it and ignores it. Returns whether the kernel took
+/// it; a small buffer is left alone (no syscall). One `madvise`; call it when
+/// the capacity grows.
 pub(crate) fn advise_huge_pages<T>(buf: &Vec<T>) -> bool {
     const PAGE: usize = 4096;
     let bytes = buf.capacity().saturating_mul(size_of::<T>());

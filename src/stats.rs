@@ -6,8 +6,6 @@
 //! and O(1) to read in total, O(keys) per key. The tests recount every gauge
 //! from scratch after each step and compare.
 
-use std::rc::Rc;
-
 use crate::error::Function;
 use crate::lifecycle::CloseReason;
 use crate::request::Target;
@@ -31,8 +29,8 @@ pub struct Counts {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeyStats {
-    /// The key (shared with the pool and its outcomes).
-    pub target: Rc<Target>,
+    /// The key (a copy: stats may go to another thread).
+    pub target: Target,
     /// Its counts.
     pub counts: Counts,
 }

@@ -79,10 +79,10 @@ fn huge_page_advice_skips_small_buffers_and_keeps_contents() {
 
     let mut big: Vec<u64> = (0..(1u64 << 20)).collect(); // 8 MiB
     let advised = advise_huge_pages(&big);
-    // Whether the kernel takes it depends on its transparent huge pages.
-    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled");
-    if let Ok(mode) = thp {
-        assert_eq!(advised, !mode.contains("[never]"), "THP mode {mode:?}");
+    // A kernel with transparent huge pages takes the advice whatever their
+    // mode (`never` included); one built without them refuses it.
+    if std::path::Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists() {
+        assert!(advised, "a kernel with transparent huge pages takes it");
     }
     assert!(big.iter().enumerate().all(|(i, &v)| v == i as u64));
     big.push(1);

@@ -46,8 +46,10 @@
 //!
 //! Every operation is O(1) in the number of keys, slots, requests and timers
 //! (lists are intrusive, timers live in a hierarchical wheel), except
-//! `shutdown`, which is linear. After warm-up nothing allocates, unless a new
-//! key's [`Target`] holds owned strings.
+//! `shutdown`, which is linear. After warm-up nothing allocates but a new
+//! key: one `Rc` for its [`Target`], which outcomes share (so a target whose
+//! key is dropped and made again, e.g. with every connection closed after
+//! use, costs one small allocation per request).
 
 mod command;
 #[cfg(test)]
@@ -184,7 +186,7 @@ pub(crate) struct Pool<C> {
     limits: Limits,
     hasher: DefaultHashBuilder,
     key_index: HashTable<u32>,
-    /// The key `key_for` found or made last (maybe since removed: it is
+    /// The key `lookup_key` found or made last (maybe since removed: it is
     /// only ever compared by target).
     last_key: u32,
     keys: Slab<KeyState>,
@@ -359,18 +361,16 @@ impl<C> Pool<C> {
             waited: false,
             queue: Link::UNLINKED,
         }));
-        let Some(k) = self.keys.get_mut(key as usize) else {
-            debug_assert!(false, "key {key} just made is gone");
-            return Ok(self.request_id(index, generation));
-        };
-        k.requests += 1;
-        // The cache hit, served at once: nobody waits ahead of it (FIFO
-        // holds) and an idle slot is there. What `dispatch` would do for it,
-        // without the queue round trip.
-        if k.waiting.is_empty() {
-            if let Some(slot) = self.take_idle(key) {
-                self.reserve_slot(index, slot, Some(FromCache::Immediate));
-                return Ok(self.request_id(index, generation));
+        if let Some(k) = self.keys.get_mut(key as usize) {
+            k.requests += 1;
+            // The cache hit, served at once: nobody waits ahead of it (FIFO
+            // holds) and an idle slot is there. What `dispatch` would do for
+            // it, without the queue round trip.
+            if k.waiting.is_empty() {
+                if let Some(slot) = self.take_idle(key) {
+                    self.reserve_slot(index, slot, Some(FromCache::Immediate));
+                    return Ok(self.request_id(index, generation));
+                }
             }
         }
         self.enqueue(key, index, false);

@@ -2,10 +2,10 @@
 //! lifecycle events queued for the driver.
 
 use std::net::SocketAddr;
-use std::rc::Rc;
 
 use super::{Pool, SlotId};
 use crate::lifecycle::Change;
+use crate::request::Target;
 use crate::stats::{Counts, KeyStats, Stats};
 
 impl<C> Pool<C> {
@@ -25,11 +25,11 @@ impl<C> Pool<C> {
     }
 
     /// One entry per key, into `out` (cleared first). O(keys); allocates
-    /// only to grow `out` (targets are shared, not copied).
+    /// only to grow `out`, or to copy a target's owned strings.
     pub(crate) fn key_stats(&self, out: &mut Vec<KeyStats>) {
         out.clear();
         out.extend(self.keys.iter().map(|(_, k)| KeyStats {
-            target: Rc::clone(&k.target),
+            target: Target::clone(&k.target),
             counts: Counts {
                 connecting: k.connecting,
                 lent: k.busy - k.connecting,

@@ -103,8 +103,9 @@ impl<C> Reactor<C> {
     /// the hosts file or the resolver's cache, the connect starts here too;
     /// otherwise the query is sent here.
     ///
-    /// Costs on a cache hit: a hash lookup and one clock read; no timer, no
-    /// syscall, no allocation once warm. A request by name adds a check of
+    /// Costs on a cache hit: a comparison with the key used last (a hash
+    /// lookup for another key); no clock read, no timer, no syscall, no
+    /// allocation once warm. A request by name adds a check of
     /// the name (no allocation); a pooled connection for it needs no
     /// lookup.
     ///

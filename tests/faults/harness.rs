@@ -259,8 +259,9 @@ pub struct Stats {
     pub orphans_dead_delivered: u64,
     /// Orphans the look before the delivering poll did not see at all.
     pub orphans_unseen: u64,
-    /// Unseen orphans explained by a timeout in the same poll (see
-    /// `poll`): opened, connected and pooled within one waiting poll.
+    /// Unseen orphans explained by a timeout for the same upstream in the
+    /// same poll (see `poll`), one each, delivered `Deferred`: opened,
+    /// connected and pooled within one waiting poll.
     pub orphans_late: u64,
     /// Requests that failed with `connect`/`ETIMEDOUT`: their connect may
     /// still finish into the pool (an orphan, as after a deallocate).
@@ -327,8 +328,9 @@ pub struct Client {
     /// as of the last look, once `scan_all` is on.
     scan: Vec<(u64, u8, i32)>,
     scan_all: bool,
-    /// The events of the current poll include a request timeout.
-    timeout_in_poll: bool,
+    /// Upstream ports of the request timeouts the current poll delivered
+    /// (see `poll`).
+    late_timeouts: Vec<u16>,
     pub rng: Rng,
     policy: Policy,
     pub stats: Stats,
@@ -349,7 +351,7 @@ impl Client {
             socks: Vec::new(),
             scan: Vec::new(),
             scan_all: false,
-            timeout_in_poll: false,
+            late_timeouts: Vec::new(),
             rng: Rng(seed | 1),
             policy,
             stats: Stats::default(),
@@ -624,10 +626,16 @@ impl Client {
         let mut events = std::mem::take(&mut self.events);
         // A poll that waits runs several ticks: a socket it opened (for a
         // queued request) can connect in the tick its request times out,
-        // idle, and go to another request, all after the look above.
-        self.timeout_in_poll = events.iter().any(
-            |e| matches!(e, Event::Outcome(o) if o.result.as_ref().is_err_and(|e| e.is_timeout())),
-        );
+        // idle, and go to a request waiting for the same upstream, all after
+        // the look above. Each such timeout excuses one unseen orphan.
+        self.late_timeouts.clear();
+        self.late_timeouts
+            .extend(events.iter().filter_map(|e| match e {
+                Event::Outcome(o) if o.result.as_ref().is_err_and(|e| e.is_timeout()) => {
+                    Some(o.target.port())
+                }
+                _ => None,
+            }));
         for event in events.drain() {
             match event {
                 Event::Ready(r) => {
@@ -750,13 +758,18 @@ impl Client {
                     }
                     None => {
                         self.stats.orphans_reused += 1;
-                        match self.scan.iter().find(|e| e.0 == ino) {
-                            Some(&(_, state, unread)) => {
+                        let scanned = self.scan.iter().find(|e| e.0 == ino).copied();
+                        match scanned {
+                            Some((_, state, unread)) => {
                                 if state != TCP_ESTABLISHED || unread > 0 {
                                     self.stats.orphans_dead_delivered += 1;
                                 }
                             }
-                            None if self.timeout_in_poll => self.stats.orphans_late += 1,
+                            None if from_cache == FromCache::Deferred
+                                && self.take_late_timeout(job.port) =>
+                            {
+                                self.stats.orphans_late += 1;
+                            }
                             None => self.stats.orphans_unseen += 1,
                         }
                         self.track(fd, ino, job.port);
@@ -776,6 +789,17 @@ impl Client {
             deadline: Instant::now() + self.policy.response_timeout,
         };
         self.drive(w);
+    }
+
+    /// Consumes one of this poll's timeouts for `port`, if there is one.
+    fn take_late_timeout(&mut self, port: u16) -> bool {
+        match self.late_timeouts.iter().position(|&p| p == port) {
+            Some(i) => {
+                self.late_timeouts.swap_remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     fn track(&mut self, fd: RawFd, ino: u64, port: u16) {

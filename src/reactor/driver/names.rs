@@ -224,14 +224,14 @@ impl Names {
         })
     }
 
-    /// Whether a deadline of the resolver or of Happy Eyeballs is set: the
-    /// tick skips both while not (the numeric hit path's one branch).
     /// Whether the resolver may have output to carry out.
     #[inline]
     pub(in crate::reactor) fn is_dirty(&self) -> bool {
         self.dirty
     }
 
+    /// Whether a deadline of the resolver or of Happy Eyeballs is set: the
+    /// tick skips both while not (the numeric hit path's one branch).
     pub(in crate::reactor) fn has_timers(&self) -> bool {
         self.resolver.has_open_queries() || !self.timers.is_empty()
     }
