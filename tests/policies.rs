@@ -187,6 +187,40 @@ fn purge_replaces_a_keys_connections() {
 }
 
 #[test]
+fn purging_a_target_whose_connect_is_under_way_closes_it_once_it_completes() {
+    let server = Server::start();
+    let stuck = full_backlog();
+    let mut ka: Reactor<u32> = reactor(observed());
+    let mut events = Events::new();
+    ka.allocate(request(stuck.addr.port(), 9)).unwrap(); // stays connecting
+    let target = request(server.port(), 0u32).target().clone();
+    let id = ka.allocate(request(server.port(), 1)).unwrap();
+    assert_eq!(ka.deallocate(id).unwrap(), 1, "its connect carries on");
+    assert_eq!(ka.purge(&target), (0, 1), "marked while connecting");
+    let closed = loop {
+        ka.poll(&mut events, Some(CAP)).unwrap();
+        let closed: Vec<_> = lifecycle(&mut events)
+            .into_iter()
+            .filter_map(|l| match l.change {
+                Change::Closed(reason) => Some(reason),
+                _ => None,
+            })
+            .collect();
+        if !closed.is_empty() {
+            break closed;
+        }
+    };
+    assert_eq!(closed, vec![CloseReason::Purged]);
+    let stats = ka.stats();
+    assert_eq!(
+        (stats.total.connecting, stats.total.lent, stats.total.idle),
+        (1, 0, 0),
+        "only the stuck connect is left"
+    );
+    assert_eq!(ka.open_count(), 1);
+}
+
+#[test]
 fn stats_are_exact_in_total_and_per_key() {
     let a = Server::start();
     let b = Server::start();

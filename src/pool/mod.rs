@@ -455,6 +455,11 @@ impl<C> Pool<C> {
         let timer = s.timer.take();
         s.connected_at = now;
         s.retire_at = retire_at;
+        // Busy and no longer connecting, whatever comes next: reserved for
+        // its request, or released (pooled, handed to a waiter, or closed
+        // when purged or past its life, which must not count the end of
+        // its connect a second time).
+        s.state = SlotState::Lent;
         self.cancel_timer(timer);
         self.not_connecting(key);
         self.counters.connected += 1;

@@ -1122,6 +1122,45 @@ fn purge_closes_idle_and_marks_busy_connections() {
 }
 
 #[test]
+fn a_purged_orphan_connect_is_closed_once_when_it_completes() {
+    let mut h = with(|_| {});
+    h.alloc(81, 9);
+    let other = h.connect_cmd();
+    let id = h.alloc(80, 1);
+    let slot = h.connect_cmd();
+    assert_eq!(h.pool.deallocate(id, h.now).unwrap(), 1);
+    let target = Request::new("http", LOCAL, 80, ()).target().clone();
+    assert_eq!(h.pool.purge(&target, h.now), (0, 1));
+    closes(&mut h);
+    h.connected(slot);
+    assert_eq!(h.commands(), vec![Command::Close { slot }]);
+    assert_eq!(closes(&mut h), vec![CloseReason::Purged]);
+    let stats = h.pool.stats();
+    assert_eq!(stats.total.connecting, 1, "only the other key's connect");
+    assert_eq!((stats.total.lent, stats.total.idle), (0, 0));
+    h.connected(other);
+    assert_eq!(h.pool.stats().total.connecting, 0);
+}
+
+#[test]
+fn a_purged_connect_completing_after_its_deadline_is_closed_once() {
+    let mut h = with(|_| {});
+    h.alloc_timeout(80, 1, 100);
+    let slot = h.connect_cmd();
+    let target = Request::new("http", LOCAL, 80, ()).target().clone();
+    assert_eq!(h.pool.purge(&target, h.now), (0, 1));
+    closes(&mut h);
+    // The connect completes in a tick past the deadline, before the timer.
+    h.now = 101;
+    h.connected(slot);
+    assert_eq!(h.outcomes(), vec![timed_out(1)]);
+    assert_eq!(h.commands(), vec![Command::Close { slot }]);
+    assert_eq!(closes(&mut h), vec![CloseReason::Purged]);
+    assert_eq!(h.pool.stats().total.connecting, 0);
+    assert_eq!(h.pool.open_count(), 0);
+}
+
+#[test]
 fn lifecycle_events_tell_each_step_and_counters_add_up() {
     let mut h = with(|_| {});
     let slot = h.lend_new(80, 1);
