@@ -66,7 +66,9 @@ pub struct Config {
     /// timers, are handled by one [`poll_events`](crate::Reactor::poll_events)
     /// (or one tick of [`poll`](crate::Reactor::poll)); the rest wait for the
     /// next call, which then does not block. Bounds the latency one tick can
-    /// add to everything else in the caller's loop. Default 1024; must be ≥ 1.
+    /// add to everything else in the caller's loop. A tick cut short checks
+    /// each pooled connection it hands out with one peek instead of relying
+    /// on readiness it did not read. Default 1024; must be ≥ 1.
     pub max_events_per_tick: usize,
     /// A connection older than this (since its connect completed) is closed
     /// when it comes back instead of being pooled, and an idle one is closed

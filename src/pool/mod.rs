@@ -698,6 +698,34 @@ impl<C> Pool<C> {
         None
     }
 
+    /// The pooled slots reserved for requests whose outcome `poll_outcome`
+    /// has not given out yet (cache hits, immediate or deferred), into `out`
+    /// (cleared first). For a driver that must check them before delivery.
+    pub(crate) fn undelivered_hits(&self, out: &mut Vec<SlotId>) {
+        out.clear();
+        for id in self.ready.pending() {
+            let Some(r) = self.requests.get(id.index as usize) else {
+                continue;
+            };
+            let RequestState::Reserved {
+                slot,
+                from_cache: Some(_),
+            } = r.state
+            else {
+                continue;
+            };
+            if r.generation != id.generation {
+                continue;
+            }
+            if let Some(s) = self.slots.get(slot as usize) {
+                out.push(SlotId {
+                    index: slot,
+                    generation: s.generation,
+                });
+            }
+        }
+    }
+
     /// Whether `poll_outcome` has something (or stale entries) to look at.
     pub(crate) fn has_outcomes(&self) -> bool {
         !self.ready.is_empty()

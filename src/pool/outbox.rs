@@ -50,15 +50,18 @@ impl<T: Copy> Outbox<T> {
     pub(super) fn is_empty(&self) -> bool {
         self.read >= self.items.len()
     }
+
+    /// The items not yet taken, oldest first.
+    pub(super) fn pending(&self) -> &[T] {
+        self.items.get(self.read..).unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
 impl<T: Copy + PartialEq> Outbox<T> {
     /// Whether `item` waits to be taken. O(n): for invariant checks.
     pub(super) fn contains(&self, item: &T) -> bool {
-        self.items
-            .get(self.read..)
-            .is_some_and(|s| s.contains(item))
+        self.pending().contains(item)
     }
 }
 

@@ -34,6 +34,8 @@ pub(super) struct Driver<C> {
     pub(super) shared: Rc<Shared>,
     /// Swapped with `shared.returned` each tick; see `take_returned`.
     pub(super) returned_spare: Vec<Returned>,
+    /// Kept for `check_undelivered_hits`, so it allocates once at most.
+    pub(super) hits_spare: Vec<SlotId>,
     pub(super) epoch: Instant,
     /// See `tick_now`.
     pub(super) tick_now: Millis,
@@ -497,6 +499,35 @@ impl<C> Driver<C> {
         entry.tls = returned.tls;
         let poolable = entry.is_poolable(returned.reusable, returned.drained_at);
         self.pool.handle_returned(slot, poolable, now);
+    }
+
+    /// A tick whose event budget ran out left readiness in the kernel, and
+    /// with it, maybe, the close of a pooled connection it is about to hand
+    /// out. Each pooled connection about to be delivered is then checked
+    /// directly (a peek, or rustls for TLS), and a dead one is replaced as
+    /// readiness would have replaced it; a replacement from the pool is
+    /// checked in turn. One syscall per hit, only in such ticks.
+    pub(super) fn check_undelivered_hits(&mut self, now: Millis) {
+        let mut hits = std::mem::take(&mut self.hits_spare);
+        loop {
+            self.pool.undelivered_hits(&mut hits);
+            let mut replaced = false;
+            for &slot in &hits {
+                let dead = self
+                    .sockets
+                    .get_mut(slot.index as usize)
+                    .and_then(SocketEntry::idle_check);
+                if let Some(reason) = dead {
+                    self.pool.handle_dead(slot, reason, now);
+                    replaced = true;
+                }
+            }
+            if !replaced {
+                break;
+            }
+        }
+        hits.clear();
+        self.hits_spare = hits;
     }
 
     /// Turns the pool's lifecycle changes into events.

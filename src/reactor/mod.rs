@@ -77,6 +77,7 @@ impl<C> Reactor<C> {
                 sockets: Vec::new(),
                 shared: Shared::new(),
                 returned_spare: Vec::new(),
+                hits_spare: Vec::new(),
                 epoch: driver::read_clock(),
                 tick_now: 0,
                 nodelay: config.nodelay,
@@ -519,6 +520,11 @@ impl<C> Reactor<C> {
         // name is being resolved or dialled.
         if driver.names.has_timers() {
             driver.names_timeout(registry, floor, now);
+        }
+        // A tick that could not take all readiness cannot vouch for the
+        // pooled connections it delivers: they are checked one by one.
+        if self.more_ready && driver.pool.has_outcomes() {
+            driver.check_undelivered_hits(now);
         }
         driver.run_commands(registry, now);
         driver.deliver(events, now);
