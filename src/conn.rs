@@ -45,15 +45,20 @@ pub(crate) struct Shared {
     returned_len: Cell<usize>,
     /// Cleared when the reactor is dropped: returns then just close.
     pub(crate) alive: Cell<bool>,
+    /// The reactor's poller, with which every lent connection stays
+    /// registered: the caller's `Source` calls must not touch that
+    /// registration (see `Connection`'s `Source` impl).
+    poller: RawFd,
 }
 
 impl Shared {
-    pub(crate) fn new() -> Rc<Shared> {
+    pub(crate) fn new(poller: RawFd) -> Rc<Shared> {
         Rc::new(Shared {
             tick: Cell::new(0),
             returned: Cell::new(Vec::new()),
             returned_len: Cell::new(0),
             alive: Cell::new(true),
+            poller,
         })
     }
 
@@ -380,6 +385,27 @@ impl AsRawFd for Connection {
     }
 }
 
+impl Connection {
+    /// Refuses a `Source` call on the lending reactor's own poller: the
+    /// connection is registered there for as long as it lives, and the
+    /// reactor relies on that registration to see its peer close (it
+    /// reports its readiness as `Event::Ready`). Another poller is fine.
+    fn other_poller(&self, registry: &mio::Registry) -> io::Result<()> {
+        if self.shared.alive.get() && registry.as_raw_fd() == self.shared.poller {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a lent connection stays registered with its reactor, which reports its readiness as Event::Ready",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// For a poller of the caller's own (the connection stays registered with
+/// its reactor too). On the lending reactor's poller, through
+/// [`Reactor::register`](crate::Reactor::register) and its siblings, every
+/// call fails with `InvalidInput`: the reactor's registration must stay as
+/// it is.
 impl mio::event::Source for Connection {
     fn register(
         &mut self,
@@ -387,6 +413,7 @@ impl mio::event::Source for Connection {
         token: mio::Token,
         interests: mio::Interest,
     ) -> io::Result<()> {
+        self.other_poller(registry)?;
         mio::unix::SourceFd(&self.as_raw_fd()).register(registry, token, interests)
     }
 
@@ -396,10 +423,12 @@ impl mio::event::Source for Connection {
         token: mio::Token,
         interests: mio::Interest,
     ) -> io::Result<()> {
+        self.other_poller(registry)?;
         mio::unix::SourceFd(&self.as_raw_fd()).reregister(registry, token, interests)
     }
 
     fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
+        self.other_poller(registry)?;
         mio::unix::SourceFd(&self.as_raw_fd()).deregister(registry)
     }
 }

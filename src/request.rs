@@ -247,7 +247,7 @@ impl<C> Request<C> {
     /// lookup, at no cost; for a host name use [`Request::host`].
     /// `context` comes back in the outcome, whatever it is.
     pub fn new(scheme: impl Into<Cow<'static, str>>, addr: IpAddr, port: u16, context: C) -> Self {
-        Request::with_host(scheme, Host::Addr(addr), port, context)
+        Request::from_parts(scheme, Host::Addr(addr), port, context)
     }
 
     /// A request for a connection to host `name`, port `port`, pooled
@@ -282,17 +282,30 @@ impl<C> Request<C> {
         port: u16,
         context: C,
     ) -> Self {
-        Request::with_host(scheme, Host::parse(name), port, context)
+        // `Host::parse` lowered the name already.
+        Request::from_parts(scheme, Host::parse(name), port, context)
     }
 
     /// A request for `host`, numeric or by name: [`Request::new`] and
-    /// [`Request::host`] in one.
+    /// [`Request::host`] in one. A name is lowered like any other (names
+    /// compare without regard to case), however the `Host` was built.
     pub fn with_host(
         scheme: impl Into<Cow<'static, str>>,
         host: Host,
         port: u16,
         context: C,
     ) -> Self {
+        let host = match host {
+            Host::Name(mut name) => {
+                lower_in_place(&mut name);
+                Host::Name(name)
+            }
+            addr @ Host::Addr(_) => addr,
+        };
+        Request::from_parts(scheme, host, port, context)
+    }
+
+    fn from_parts(scheme: impl Into<Cow<'static, str>>, host: Host, port: u16, context: C) -> Self {
         let mut scheme = scheme.into();
         lower_in_place(&mut scheme);
         Request {

@@ -10,6 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use keepalive::mio::{self, Interest, Token};
 use keepalive::{Config, Error, Events, Reactor, Request};
 
 #[test]
@@ -98,6 +99,45 @@ fn a_connection_freed_to_the_wrong_reactor_goes_home() {
     assert_eq!(away.idle_count(), 0);
     home.poll_events(&mut events).unwrap();
     assert_eq!(home.idle_count(), 1, "returned to the reactor that lent it");
+}
+
+#[test]
+fn a_lent_connection_cannot_be_taken_off_its_reactors_poller() {
+    let server = Server::start();
+    let mut ka: Reactor<u32> = reactor(Config::default());
+    let mut events = Events::new();
+    let mut conn = connect(&mut ka, &mut events, request(server.port(), 1));
+    // On its own reactor every Source call is refused: the reactor needs
+    // the registration to see the peer close.
+    let refused = |r: Result<(), Error>| matches!(r, Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::InvalidInput);
+    assert!(refused(ka.deregister(&mut conn)));
+    assert!(refused(ka.reregister(
+        &mut conn,
+        Token(7),
+        Interest::READABLE
+    )));
+    assert!(refused(ka.register(
+        &mut conn,
+        Token(7),
+        Interest::READABLE
+    )));
+    // Another poller is the caller's business.
+    let other = mio::Poll::new().unwrap();
+    other
+        .registry()
+        .register(&mut conn, Token(1), Interest::READABLE)
+        .unwrap();
+    other.registry().deregister(&mut conn).unwrap();
+    // The reactor still sees the close of the pooled connection (once the
+    // server holds it, it can close it).
+    ka.free(conn).unwrap();
+    server.wait_accepted(1);
+    server.close_all();
+    poll_until(&mut ka, &mut events, "the idle socket to close", |k| {
+        k.idle_count() == 0
+    });
+    let conn = connect(&mut ka, &mut events, request(server.port(), 2));
+    assert_eq!(conn.from_cache(), None, "the dead socket was replaced");
 }
 
 #[test]

@@ -514,6 +514,37 @@ fn an_invalid_name_is_refused_at_allocate() {
 }
 
 #[test]
+fn a_tls_request_by_a_name_rustls_refuses_is_refused_at_allocate() {
+    let dns = DnsServer::start();
+    let (mut ka, _dir) = setup(&dns);
+    // A valid host name, but no valid TLS server name: the name is the
+    // server name by default, so it is refused before any lookup.
+    let refused = ka
+        .allocate(Request::host("https", "1.2.3", 443, 6))
+        .expect_err("1.2.3 over https");
+    assert!(
+        refused.to_string().contains("server name"),
+        "{}",
+        refused.error
+    );
+    assert_eq!(refused.into_request().into_context(), 6);
+    // With a server name of its own it goes ahead; over plain http too.
+    let fine = Request::host("https", "1.2.3", 443, 7).server_name("example.test");
+    let id = ka.allocate(fine).unwrap();
+    ka.deallocate(id).unwrap();
+    let id = ka.allocate(Request::host("http", "1.2.3", 80, 8)).unwrap();
+    ka.deallocate(id).unwrap();
+}
+
+#[test]
+fn a_host_name_built_by_the_caller_is_lowered_like_any_other() {
+    let by_hand = Request::with_host("http", Host::Name("Pooled.TEST".into()), 80, ());
+    let parsed = Request::host("http", "pooled.test", 80, ());
+    assert_eq!(by_hand.target().name(), Some("pooled.test"));
+    assert_eq!(by_hand.target(), parsed.target(), "one pool key");
+}
+
+#[test]
 fn a_bind_address_of_the_other_family_leaves_no_usable_address() {
     let dns = DnsServer::start();
     let dir = TempDir::new("names");

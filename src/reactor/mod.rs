@@ -66,6 +66,7 @@ impl<C> Reactor<C> {
     pub fn new(config: Config) -> Result<Reactor<C>, Error> {
         let limits = config.limits()?;
         let poll = mio::Poll::new()?;
+        let poller = poll.as_raw_fd();
         let names = driver::names::Names::new(&config)?;
         Ok(Reactor {
             poll,
@@ -75,7 +76,7 @@ impl<C> Reactor<C> {
             driver: Driver {
                 pool: Pool::new(limits),
                 sockets: Vec::new(),
-                shared: Shared::new(),
+                shared: Shared::new(poller),
                 returned_spare: Vec::new(),
                 hits_spare: Vec::new(),
                 epoch: driver::read_clock(),
@@ -116,7 +117,9 @@ impl<C> Reactor<C> {
     /// [`Error::ShutDown`] after [`shutdown`](Reactor::shutdown), or
     /// [`Error::InvalidRequest`] naming what is wrong: an empty scheme, port
     /// 0, an unspecified address (`0.0.0.0`, `::`), an invalid host name or
-    /// TLS server name, a timeout over ten years.
+    /// TLS server name (for a TLS scheme without `server_name`, the host
+    /// name is the server name and must be valid as one), a timeout over ten
+    /// years.
     pub fn allocate(&mut self, request: Request<C>) -> Result<RequestId, AllocateError<C>> {
         if let Host::Name(name) = &request.target.host {
             if let Err(reason) = crate::resolve::check_name(name) {
@@ -131,6 +134,18 @@ impl<C> Reactor<C> {
                 return Err(AllocateError {
                     error: Error::InvalidRequest {
                         reason: "server name is not a valid DNS name or IP address",
+                    },
+                    request: Box::new(request),
+                });
+            }
+        } else if let Host::Name(name) = &request.target.host {
+            // A TLS request by name checks the certificate against the name:
+            // one rustls refuses would fail only after the lookup and connect.
+            let tls = self.driver.tls_schemes.contains(&request.target.scheme);
+            if tls && rustls::pki_types::ServerName::try_from(name.as_ref()).is_err() {
+                return Err(AllocateError {
+                    error: Error::InvalidRequest {
+                        reason: "host name is not a valid TLS server name (set server_name)",
                     },
                     request: Box::new(request),
                 });
