@@ -273,7 +273,6 @@ fn accept_loop(listener: TcpListener, inner: &Arc<Inner>) {
             continue;
         };
         stream.set_nonblocking(false).unwrap();
-        inner.counters.accepted.fetch_add(1, Ordering::SeqCst);
         let behavior = *inner.behavior.lock().unwrap();
         let mut held = inner.held();
         // Forget connections whose threads are done (they closed under the
@@ -301,6 +300,9 @@ fn accept_loop(listener: TcpListener, inner: &Arc<Inner>) {
             open: true,
             thread: Some(thread),
         });
+        // Held before counted: once a test sees the count, the `*_all`
+        // calls reach the connection.
+        inner.counters.accepted.fetch_add(1, Ordering::SeqCst);
         drop(held);
         for t in done {
             join(t);

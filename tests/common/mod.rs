@@ -79,8 +79,10 @@ impl Server {
                     return;
                 }
                 let Ok(stream) = stream else { continue };
-                a.fetch_add(1, Ordering::SeqCst);
+                // Held before counted: once a test sees the count, `close_all`
+                // reaches the connection.
                 o.lock().unwrap().push(stream.try_clone().unwrap());
+                a.fetch_add(1, Ordering::SeqCst);
                 let r = r.clone();
                 thread::spawn(move || serve(stream, &r, close_after_response));
             }

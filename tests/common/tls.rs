@@ -152,9 +152,10 @@ impl TlsServer {
                     return;
                 }
                 let Ok(stream) = stream else { continue };
-                a.fetch_add(1, Ordering::SeqCst);
                 let _ = stream.set_nodelay(true);
+                // Held before counted, as in the plain server.
                 h.lock().unwrap().push(stream.try_clone().unwrap());
+                a.fetch_add(1, Ordering::SeqCst);
                 let (config, c, s) = (config.clone(), c.clone(), s.clone());
                 thread::spawn(move || serve_tls(stream, config, &c, &s));
             }
