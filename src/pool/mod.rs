@@ -113,6 +113,9 @@ struct Slot {
     timer: Option<TimerKey>,
     /// What the idle timer ends: keep-alive or lifetime.
     idle_end: CloseReason,
+    /// When the idle timer is due (`Millis::MAX` while none is set): kept
+    /// past the timer's cancel, so a hit delivered after it can tell.
+    idle_deadline: Millis,
     /// When the connect completed.
     connected_at: Millis,
     /// When it last went idle.
@@ -642,6 +645,14 @@ impl<C> Pool<C> {
             if !decided {
                 continue;
             }
+            if let Some((slot, reason)) = self.expired_hit(id.index, now) {
+                // Calls between ticks judge with the last tick's time, so a
+                // hit decided after a long gap may hold a connection whose
+                // keep-alive or life ran out meanwhile: replaced, as a dead
+                // one would be, never handed out.
+                self.handle_dead(slot, reason, now);
+                continue;
+            }
             let Some(r) = self.requests.try_remove(id.index as usize) else {
                 continue;
             };
@@ -657,6 +668,7 @@ impl<C> Pool<C> {
                         continue;
                     };
                     s.state = SlotState::Lent;
+                    s.idle_deadline = Millis::MAX;
                     s.uses = s.uses.saturating_add(1);
                     let checkout = Checkout {
                         uses: s.uses,
@@ -724,6 +736,32 @@ impl<C> Pool<C> {
                 });
             }
         }
+    }
+
+    /// For a request holding a pooled slot (a cache hit), the slot and why,
+    /// if by `now` (this tick's time, rounded up) its life or its idle timer
+    /// has run out: it must not be handed out.
+    fn expired_hit(&self, r: u32, now: Millis) -> Option<(SlotId, CloseReason)> {
+        let RequestState::Reserved {
+            slot,
+            from_cache: Some(_),
+        } = self.requests.get(r as usize)?.state
+        else {
+            return None;
+        };
+        let s = self.slots.get(slot as usize)?;
+        let reason = if s.retire_at.is_some_and(|at| now >= at) {
+            CloseReason::Lifetime
+        } else if now > s.idle_deadline {
+            s.idle_end
+        } else {
+            return None;
+        };
+        let id = SlotId {
+            index: slot,
+            generation: s.generation,
+        };
+        Some((id, reason))
     }
 
     /// Whether `poll_outcome` has something (or stale entries) to look at.
@@ -919,6 +957,7 @@ impl<C> Pool<C> {
             },
             timer: None,
             idle_end: CloseReason::KeepAliveExpired,
+            idle_deadline: Millis::MAX,
             connected_at: 0,
             idle_since: 0,
             retire_at: None,
@@ -1074,6 +1113,7 @@ impl<C> Pool<C> {
         };
         s.state = SlotState::Idle;
         s.idle_since = now;
+        s.idle_deadline = Millis::MAX;
         let key = s.key;
         let expires = expires || s.retire_at.is_some();
         if let Some(k) = self.keys.get_mut(key as usize) {
@@ -1112,6 +1152,7 @@ impl<C> Pool<C> {
             };
             if let Some((deadline, reason)) = end {
                 s.idle_end = reason;
+                s.idle_deadline = deadline;
                 let timer = self.wheel.insert(deadline, TimerOwner::Slot(slot));
                 if let Some(s) = self.slots.get_mut(slot as usize) {
                     s.timer = Some(timer);

@@ -1161,6 +1161,90 @@ fn a_purged_connect_completing_after_its_deadline_is_closed_once() {
 }
 
 #[test]
+fn a_hit_decided_on_a_stale_tick_is_not_handed_out_past_its_keep_alive() {
+    for (deliver_at, expired) in [(15_000, false), (15_001, true)] {
+        let mut h = Harness::new(limits(4, 128));
+        let slot = h.lend_new(80, 1);
+        h.returned(slot, true); // idle from 0, keep-alive due at 15 000
+        // No tick since: allocate judges with time 0 and reserves the slot;
+        // the tick that delivers reads the clock at `deliver_at`.
+        h.alloc(80, 2);
+        h.now = deliver_at;
+        let seen = h.outcomes();
+        if !expired {
+            assert_eq!(
+                seen,
+                vec![Seen::Deliver {
+                    ctx: 2,
+                    slot,
+                    from_cache: Some(FromCache::Immediate)
+                }],
+                "at the deadline it is still good"
+            );
+            continue;
+        }
+        assert!(seen.is_empty(), "{seen:?}");
+        let commands = h.commands();
+        assert_eq!(commands.first(), Some(&Command::Close { slot }));
+        let fresh = match commands.get(1) {
+            Some(Command::Connect { slot, .. }) => *slot,
+            other => panic!("expected a connect, got {other:?}"),
+        };
+        assert_eq!(closes(&mut h), vec![CloseReason::KeepAliveExpired]);
+        h.connected(fresh);
+        assert_eq!(
+            h.outcomes(),
+            vec![Seen::Deliver {
+                ctx: 2,
+                slot: fresh,
+                from_cache: None
+            }]
+        );
+    }
+}
+
+#[test]
+fn a_hit_decided_on_a_stale_tick_is_not_handed_out_past_its_lifetime() {
+    for (deliver_at, expired) in [(999, false), (1_000, true)] {
+        let mut h = with(|l| l.max_lifetime = Some(1_000));
+        let slot = h.lend_new(80, 1); // connected at 0: life ends at 1 000
+        // Returned and allocated again on a tick time of 500, delivered at
+        // `deliver_at`.
+        h.now = 500;
+        h.returned(slot, true);
+        h.alloc(80, 2);
+        h.now = deliver_at;
+        let seen = h.outcomes();
+        assert_eq!(seen.is_empty(), expired, "{seen:?}");
+        if expired {
+            assert_eq!(h.commands().first(), Some(&Command::Close { slot }));
+            assert_eq!(closes(&mut h), vec![CloseReason::Lifetime]);
+        }
+    }
+}
+
+#[test]
+fn a_connection_handed_straight_to_a_waiter_is_not_judged_by_an_old_idle_period() {
+    let mut h = Harness::new(limits(1, 128));
+    let slot = h.lend_new(80, 1);
+    h.returned(slot, true); // idle; keep-alive due at 15 000
+    h.alloc(80, 2);
+    assert_eq!(h.outcomes().len(), 1, "reused at once");
+    // Lent for longer than the old keep-alive, then handed to a waiter.
+    h.now = 20_000;
+    h.alloc(80, 3);
+    h.returned(slot, true);
+    assert_eq!(
+        h.outcomes(),
+        vec![Seen::Deliver {
+            ctx: 3,
+            slot,
+            from_cache: Some(FromCache::Deferred)
+        }]
+    );
+}
+
+#[test]
 fn lifecycle_events_tell_each_step_and_counters_add_up() {
     let mut h = with(|_| {});
     let slot = h.lend_new(80, 1);
