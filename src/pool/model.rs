@@ -230,6 +230,90 @@ fn step(pool: &mut Pool<u64>, m: &mut Model, op: &Op) {
             pool.shutdown();
         }
     }
+    requeued(pool, m);
+    absorb(pool, m);
+    if matches!(op, Op::Drain) {
+        while let Some(outcome) = pool.poll_outcome(m.now) {
+            match outcome {
+                PoolOutcome::Deliver {
+                    id,
+                    slot,
+                    context,
+                    checkout,
+                    ..
+                } => {
+                    assert!(
+                        m.sockets.contains_key(&slot),
+                        "delivered closed socket {slot:?}"
+                    );
+                    if let Some(max) = pool.limits.max_uses {
+                        assert!(
+                            checkout.uses <= max,
+                            "{slot:?} handed out a {}th time",
+                            checkout.uses
+                        );
+                    }
+
+                    assert!(m.lent.insert(slot), "{slot:?} lent twice");
+                    m.outcome(id, context);
+                }
+                PoolOutcome::Fail {
+                    id, context, error, ..
+                } => {
+                    if error.function() == Function::Queue {
+                        assert!(
+                            pool.limits.max_pending_per_key.is_some()
+                                || pool.limits.max_pending.is_some(),
+                            "queue overflow without a bound"
+                        );
+                    }
+                    if error.is_timeout() {
+                        let deadline = m.pending.get(&id).map(|p| p.2);
+                        assert!(
+                            deadline.is_some_and(|d| m.now >= d),
+                            "{id:?} timed out before {deadline:?} at {}",
+                            m.now
+                        );
+                    }
+                    m.outcome(id, context);
+                }
+            }
+        }
+        // Delivery may replace a hit whose connection expired (a close and
+        // a connect the driver runs right after).
+        requeued(pool, m);
+        absorb(pool, m);
+    }
+    // Deadlines: once timers ran, nothing waits or connects past its deadline.
+    for (id, &(_, _, deadline, _)) in &m.pending {
+        if matches!(op, Op::Advance(_)) && m.now >= deadline {
+            let undecided = pool.requests.get(id.index as usize).is_some_and(|e| {
+                matches!(
+                    e.state,
+                    RequestState::Waiting | RequestState::Connecting { .. }
+                )
+            });
+            assert!(
+                !undecided,
+                "{id:?} still pending at {} past deadline {deadline} (pool: {:?})",
+                m.now,
+                pool.requests.get(id.index as usize).map(|e| (
+                    e.deadline,
+                    e.timeout,
+                    e.timer.is_some(),
+                    e.waited
+                ))
+            );
+        }
+    }
+    assert_eq!(pool.open_count(), m.sockets.len(), "open sockets");
+    assert_eq!(pool.pending_count(), m.pending.len(), "pending requests");
+    pool.check_invariants();
+}
+
+/// Hits whose reserved socket died or expired before delivery: they wait
+/// again, their timeout counted from now, and are no longer served.
+fn requeued(pool: &Pool<u64>, m: &mut Model) {
     // A cache hit has no deadline (it did not wait); if its socket dies
     // before delivery it waits again, and its timeout counts from then.
     for (id, p) in &mut m.pending {
@@ -251,6 +335,11 @@ fn step(pool: &mut Pool<u64>, m: &mut Model, op: &Op) {
             e.generation == id.generation && matches!(e.state, RequestState::Waiting)
         })
     });
+}
+
+/// Carries out the pool's commands as the driver would, checks each close
+/// has its one reason event, and that what was served kept FIFO order.
+fn absorb(pool: &mut Pool<u64>, m: &mut Model) {
     let mut served = Vec::new();
     let mut closed = Vec::new();
     // Commands first (the driver runs them right after each input).
@@ -332,79 +421,6 @@ fn step(pool: &mut Pool<u64>, m: &mut Model, op: &Op) {
             );
         }
     }
-    if matches!(op, Op::Drain) {
-        while let Some(outcome) = pool.poll_outcome(m.now) {
-            match outcome {
-                PoolOutcome::Deliver {
-                    id,
-                    slot,
-                    context,
-                    checkout,
-                    ..
-                } => {
-                    assert!(
-                        m.sockets.contains_key(&slot),
-                        "delivered closed socket {slot:?}"
-                    );
-                    if let Some(max) = pool.limits.max_uses {
-                        assert!(
-                            checkout.uses <= max,
-                            "{slot:?} handed out a {}th time",
-                            checkout.uses
-                        );
-                    }
-
-                    assert!(m.lent.insert(slot), "{slot:?} lent twice");
-                    m.outcome(id, context);
-                }
-                PoolOutcome::Fail {
-                    id, context, error, ..
-                } => {
-                    if error.function() == Function::Queue {
-                        assert!(
-                            pool.limits.max_pending_per_key.is_some()
-                                || pool.limits.max_pending.is_some(),
-                            "queue overflow without a bound"
-                        );
-                    }
-                    if error.is_timeout() {
-                        let deadline = m.pending.get(&id).map(|p| p.2);
-                        assert!(
-                            deadline.is_some_and(|d| m.now >= d),
-                            "{id:?} timed out before {deadline:?} at {}",
-                            m.now
-                        );
-                    }
-                    m.outcome(id, context);
-                }
-            }
-        }
-    }
-    // Deadlines: once timers ran, nothing waits or connects past its deadline.
-    for (id, &(_, _, deadline, _)) in &m.pending {
-        if matches!(op, Op::Advance(_)) && m.now >= deadline {
-            let undecided = pool.requests.get(id.index as usize).is_some_and(|e| {
-                matches!(
-                    e.state,
-                    RequestState::Waiting | RequestState::Connecting { .. }
-                )
-            });
-            assert!(
-                !undecided,
-                "{id:?} still pending at {} past deadline {deadline} (pool: {:?})",
-                m.now,
-                pool.requests.get(id.index as usize).map(|e| (
-                    e.deadline,
-                    e.timeout,
-                    e.timer.is_some(),
-                    e.waited
-                ))
-            );
-        }
-    }
-    assert_eq!(pool.open_count(), m.sockets.len(), "open sockets");
-    assert_eq!(pool.pending_count(), m.pending.len(), "pending requests");
-    pool.check_invariants();
 }
 
 /// The policies a run uses besides the original's limits.

@@ -543,6 +543,12 @@ impl<C> Reactor<C> {
         }
         driver.run_commands(registry, now);
         driver.deliver(events, now);
+        // Delivery may replace a hit whose connection expired: its close,
+        // and the connect or hit that replaces it, happen in this tick.
+        while driver.pool.has_commands() {
+            driver.run_commands(registry, now);
+            driver.deliver(events, now);
+        }
         driver.deliver_lifecycle(events);
         driver.deliver_timers(events);
         Ok(())
