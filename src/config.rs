@@ -10,6 +10,9 @@ use crate::error::Error;
 use crate::pool::Limits;
 use crate::time::millis_ceil;
 
+/// The largest `max_events_per_tick`: 12 MiB of event buffer.
+const MAX_EVENTS_PER_TICK: usize = 1 << 20;
+
 /// How a [`Reactor`](crate::Reactor) limits, keeps and times out connections.
 ///
 /// The defaults are those of POE::Component::Client::Keepalive 0.272. Build one
@@ -68,7 +71,8 @@ pub struct Config {
     /// next call, which then does not block. Bounds the latency one tick can
     /// add to everything else in the caller's loop. A tick cut short checks
     /// each pooled connection it hands out with one peek instead of relying
-    /// on readiness it did not read. Default 1024; must be ≥ 1.
+    /// on readiness it did not read. Default 1024; from 1 to 2^20 (the
+    /// poller's event buffer, 12 bytes an event, is allocated up front).
     pub max_events_per_tick: usize,
     /// A connection older than this (since its connect completed) is closed
     /// when it comes back instead of being pooled, and an idle one is closed
@@ -381,6 +385,13 @@ impl Config {
         }
         if self.max_events_per_tick == 0 {
             return bad("max_events_per_tick", "must be at least 1");
+        }
+        // The poller's event buffer is allocated up front at this size.
+        if self.max_events_per_tick > MAX_EVENTS_PER_TICK {
+            return bad(
+                "max_events_per_tick",
+                "must be at most 1 048 576 (its buffer is allocated up front)",
+            );
         }
         let too_long = |d: Duration| millis_ceil(d) > crate::time::MAX_DELAY_MS;
         if let Some(keep_alive) = self.keep_alive {

@@ -27,6 +27,14 @@ fn invalid_configs_name_the_field() {
             "keep_alive",
         ),
         (Config::default().with_timeout(Duration::MAX), "timeout"),
+        (
+            Config::default().with_max_events_per_tick(usize::MAX),
+            "max_events_per_tick",
+        ),
+        (
+            Config::default().with_max_events_per_tick((1 << 20) + 1),
+            "max_events_per_tick",
+        ),
     ];
     for (config, field) in cases {
         match Reactor::<()>::new(config) {
