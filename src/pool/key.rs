@@ -34,6 +34,11 @@ pub(super) fn key_blocked(k: &mut KeyState) -> &mut Link {
 impl<C> Pool<C> {
     /// The key of `target`, if it has one.
     pub(super) fn find_key(&self, target: &Target) -> Option<u32> {
+        self.probe_key(target).ok()
+    }
+
+    /// The key of `target` from the index, or the target's hash.
+    fn probe_key(&self, target: &Target) -> Result<u32, u64> {
         let hash = self.hasher.hash_one(target);
         let keys = &self.keys;
         self.key_index
@@ -41,6 +46,7 @@ impl<C> Pool<C> {
                 keys.get(k as usize).is_some_and(|s| *s.target == *target)
             })
             .copied()
+            .ok_or(hash)
     }
 
     /// The key of `target`, or the target's hash to make one with
@@ -57,14 +63,7 @@ impl<C> Pool<C> {
         {
             return Ok(last);
         }
-        let hash = self.hasher.hash_one(target);
-        let keys = &self.keys;
-        let k = *self
-            .key_index
-            .find(hash, |&k| {
-                keys.get(k as usize).is_some_and(|s| *s.target == *target)
-            })
-            .ok_or(hash)?;
+        let k = self.probe_key(target)?;
         self.last_key = k;
         Ok(k)
     }

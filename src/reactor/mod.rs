@@ -121,35 +121,11 @@ impl<C> Reactor<C> {
     /// name is the server name and must be valid as one), a timeout over ten
     /// years.
     pub fn allocate(&mut self, request: Request<C>) -> Result<RequestId, AllocateError<C>> {
-        if let Host::Name(name) = &request.target.host {
-            if let Err(reason) = crate::resolve::check_name(name) {
-                return Err(AllocateError {
-                    error: Error::InvalidRequest { reason },
-                    request: Box::new(request),
-                });
-            }
-        }
-        if let Some(name) = request.target.server_name.as_deref() {
-            if rustls::pki_types::ServerName::try_from(name).is_err() {
-                return Err(AllocateError {
-                    error: Error::InvalidRequest {
-                        reason: "server name is not a valid DNS name or IP address",
-                    },
-                    request: Box::new(request),
-                });
-            }
-        } else if let Host::Name(name) = &request.target.host {
-            // A TLS request by name checks the certificate against the name:
-            // one rustls refuses would fail only after the lookup and connect.
-            let tls = self.driver.tls_schemes.contains(&request.target.scheme);
-            if tls && rustls::pki_types::ServerName::try_from(name.as_ref()).is_err() {
-                return Err(AllocateError {
-                    error: Error::InvalidRequest {
-                        reason: "host name is not a valid TLS server name (set server_name)",
-                    },
-                    request: Box::new(request),
-                });
-            }
+        if let Some(reason) = self.name_refusal(&request) {
+            return Err(AllocateError {
+                error: Error::InvalidRequest { reason },
+                request: Box::new(request),
+            });
         }
         // The tick's time serves the returns and the cache hit; the clock is
         // read only if the request must wait or connect, for its deadline.
@@ -163,6 +139,31 @@ impl<C> Reactor<C> {
             .allocate(request, now, || driver::since(epoch).0)?;
         self.driver.run_commands(self.poll.registry(), now);
         Ok(id)
+    }
+
+    /// Why `request`'s host or TLS server name is refused, if it is: what
+    /// the pool core cannot check (it knows neither names nor TLS).
+    fn name_refusal(&self, request: &Request<C>) -> Option<&'static str> {
+        let valid_server_name = |name: &str| rustls::pki_types::ServerName::try_from(name).is_ok();
+        if let Host::Name(name) = &request.target.host {
+            if let Err(reason) = crate::resolve::check_name(name) {
+                return Some(reason);
+            }
+        }
+        match (&request.target.server_name, &request.target.host) {
+            (Some(name), _) if !valid_server_name(name) => {
+                Some("server name is not a valid DNS name or IP address")
+            }
+            // A TLS request by name checks the certificate against the name:
+            // one rustls refuses would fail only after the lookup and connect.
+            (None, Host::Name(name))
+                if self.driver.tls_schemes.contains(&request.target.scheme)
+                    && !valid_server_name(name) =>
+            {
+                Some("host name is not a valid TLS server name (set server_name)")
+            }
+            _ => None,
+        }
     }
 
     /// Cancels a request that has no outcome yet and gives its context back.
