@@ -11,6 +11,9 @@
     reason = "tests, benchmarks and examples measure wall time; only the library is held to one clock read"
 )]
 
+#[path = "../examples/proxy/admission.rs"]
+#[allow(dead_code, reason = "the example uses more of it")]
+mod admission;
 mod common;
 #[path = "../examples/proxy/engine.rs"]
 #[allow(dead_code, reason = "the example uses more of it")]
@@ -21,6 +24,9 @@ mod http1;
 #[path = "../examples/proxy/selftest.rs"]
 #[allow(dead_code, reason = "the example uses more of it")]
 mod selftest;
+#[path = "../examples/proxy/upstream.rs"]
+#[allow(dead_code, reason = "the example uses more of it")]
+mod upstream;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -26,6 +26,9 @@
     reason = "tests, benchmarks and examples measure wall time; only the library is held to one clock read"
 )]
 
+#[path = "../../examples/proxy/admission.rs"]
+#[allow(dead_code, reason = "the example uses more of it")]
+mod admission;
 mod chart;
 mod client;
 #[path = "../../examples/proxy/engine.rs"]
@@ -46,6 +49,9 @@ mod proxybench;
 #[allow(dead_code, reason = "the example uses more of it")]
 mod selftest;
 mod syscalls;
+#[path = "../../examples/proxy/upstream.rs"]
+#[allow(dead_code, reason = "the example uses more of it")]
+mod upstream;
 mod wheelbench;
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -38,17 +38,44 @@
 //! connection as the proxy reused it) without ever repeating a request
 //! whose effect may have happened. Anything else is answered 502.
 //!
-//! # Timeouts
+//! # Deadlines
 //!
-//! The pool's request timeout bounds the connect (`connect_timeout`, 504 on
-//! expiry; other connect failures are 502). One timer per client: armed at
-//! each request with `upstream_timeout`, it answers 504 if the response head
-//! has not come by then. Once the head is in, and while the client idles
-//! between requests, the same timer checks for progress every
-//! `client_timeout` and closes a client (and its upstream) that made none:
-//! an idle keep-alive client is closed between one and two
-//! `client_timeout`s after its last byte. This costs one timer operation per
-//! request.
+//! Every phase of a client has one, on the client's one timer (one timer
+//! operation per request in the common case: a head that arrives whole
+//! and a request without a body):
+//!
+//! | phase | deadline | on expiry |
+//! |---|---|---|
+//! | between requests | `client_timeout` without a byte | close |
+//! | a request head | `header_timeout` from its first byte | 408, close |
+//! | a request body | `client_timeout` between its bytes | 408, close; the upstream connection (mid-request) closed |
+//! | the upstream connect | `connect_timeout`, lookup and queue wait included (the pool's request timeout) | 504 |
+//! | the response head | `upstream_timeout` from the end of the request | 504 |
+//! | the response body | `client_timeout` without progress either way | close |
+//!
+//! # Clients that go away
+//!
+//! A client whose socket reports its peer's FIN, a reset or an error is
+//! closed in the tick that reports it, whatever its state, as nginx does
+//! without `proxy_ignore_client_abort`: a client that shuts down its
+//! sending side is taken as gone. Its pending upstream request is
+//! cancelled (a connection that completes anyway idles in the pool), an
+//! upstream connection it still holds is mid-request or mid-response and
+//! is closed, never pooled; one whose response was complete went back to
+//! the pool already. Its timer is cancelled and its slot, with its
+//! buffers, waits for the next client. An upstream's FIN is read to the
+//! end in the same way: a short read after it does not mean the socket is
+//! drained, so a response delimited by the close ends, with a close, for
+//! the client.
+//!
+//! # Admission and stopping
+//!
+//! Past [`Config::client_limit`] a new client gets a 503 and a close, and
+//! out of descriptors at `accept` a spare descriptor answers the queued
+//! clients the same way ([`admission`]). A graceful stop ([`Proxy::drain`],
+//! or SIGTERM/SIGINT with [`Config::signals`]) closes the listener and the
+//! idle clients, lets the requests in flight finish within
+//! [`Config::drain_timeout`], then closes the pool.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -56,7 +83,7 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, mpsc};
+use std::sync::{Condvar, Mutex, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -65,26 +92,43 @@ use keepalive::mio::{Interest, Token};
 use keepalive::{
     Config as PoolConfig, ConnId, Connection, Event, Events, Reactor, Request, RequestId, TimerId,
 };
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
 
+use super::admission::{self, Spare};
 use super::http1::{self, Buf, Framing, HeadError};
+use super::upstream::Upstream;
 
 /// How the proxy runs.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Where clients connect (port 0: any free port; see [`Proxy::addr`]).
     pub listen: SocketAddr,
-    /// The one upstream server.
-    pub upstream: SocketAddr,
+    /// The one upstream server, by address or by name.
+    pub upstream: Upstream,
     /// Worker threads, each with its own listener (`SO_REUSEPORT`) and
     /// reactor.
     pub threads: usize,
-    /// Upstream connect, queue wait included: 504 on expiry.
+    /// Upstream connect, name lookup and queue wait included: 504 on
+    /// expiry.
     pub connect_timeout: Duration,
-    /// From a request's head to its response's head: 504 on expiry.
+    /// From the end of a request (its head, or the last byte of its body)
+    /// to its response's head: 504 on expiry.
     pub upstream_timeout: Duration,
-    /// A client that makes no progress for this long is closed (idle
-    /// between requests, or not reading a response).
+    /// From the first byte of a request head to its end: a client slower
+    /// than this (slowloris) is answered 408 and closed.
+    pub header_timeout: Duration,
+    /// A client that makes no progress for this long is closed: idle
+    /// between requests, stalled in the middle of its request body (408),
+    /// or not reading its response.
     pub client_timeout: Duration,
+    /// On a graceful stop ([`Proxy::drain`], SIGTERM, SIGINT): how long
+    /// requests in flight may take to finish before they are cut.
+    pub drain_timeout: Duration,
+    /// Clients open at once over all workers; past it, a new client is
+    /// answered 503 and closed. `None`: half of what `RLIMIT_NOFILE`
+    /// leaves for sockets (see [`admission::default_max_clients`]).
+    pub max_clients: Option<usize>,
     /// How long an idle upstream connection stays in the pool.
     pub upstream_keep_alive: Duration,
     /// Upstream connections per thread, connecting plus in use; more
@@ -92,23 +136,56 @@ pub struct Config {
     pub max_upstream: usize,
     /// Bytes buffered per client per direction.
     pub buffer: usize,
+    /// SIGTERM and SIGINT drain the proxy, SIGHUP is ignored: each worker
+    /// registers them as a source of its reactor. Off by default: a
+    /// library user (a test, say) keeps its process's own handlers.
+    pub signals: bool,
     /// Called first thing on each worker thread (tests count allocations).
     pub on_thread_start: Option<fn()>,
 }
 
 impl Config {
-    pub fn new(listen: SocketAddr, upstream: SocketAddr) -> Config {
+    pub fn new(listen: SocketAddr, upstream: impl Into<Upstream>) -> Config {
         Config {
             listen,
-            upstream,
+            upstream: upstream.into(),
             threads: thread::available_parallelism().map_or(1, |n| n.get()),
             connect_timeout: Duration::from_secs(5),
             upstream_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
             client_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(10),
+            max_clients: None,
             upstream_keep_alive: Duration::from_secs(30),
             max_upstream: 512,
             buffer: 16 * 1024,
+            signals: false,
             on_thread_start: None,
+        }
+    }
+
+    /// The client limit in force: [`Config::max_clients`], or the default
+    /// from the descriptor limit.
+    pub fn client_limit(&self) -> usize {
+        self.max_clients.unwrap_or_else(|| {
+            admission::default_max_clients(admission::descriptor_limit(), self.threads.max(1))
+        })
+    }
+
+    /// Upstream sockets per worker (connecting, in use, idle): what the
+    /// configuration asks, within the worker's share of the descriptors
+    /// the client limit leaves.
+    fn upstream_sockets(&self) -> usize {
+        let threads = self.threads.max(1);
+        let wanted = self.max_upstream * 2 + 16;
+        match admission::descriptor_limit() {
+            Some(limit) => {
+                let left = limit
+                    .saturating_sub(admission::fixed_descriptors(threads))
+                    .saturating_sub(self.client_limit());
+                wanted.min(left / threads).max(1)
+            }
+            None => wanted,
         }
     }
 }
@@ -127,6 +204,9 @@ struct Stats {
     clients: AtomicU64,
     upstream_open: AtomicU64,
     upstream_idle: AtomicU64,
+    refused: AtomicU64,
+    request_timeouts: AtomicU64,
+    aborted: AtomicU64,
 }
 
 /// The counters of all workers, summed.
@@ -155,6 +235,16 @@ pub struct Totals {
     pub upstream_open: u64,
     /// Idle upstream connections in the pools now.
     pub upstream_idle: u64,
+    /// Clients answered 503 and closed: past the client limit, or out of
+    /// descriptors at `accept`.
+    pub refused: u64,
+    /// 408 answers: a head slower than the header timeout, or a body that
+    /// stalled longer than the client timeout.
+    pub request_timeouts: u64,
+    /// Clients that went away (EOF, reset, error) in the middle of a
+    /// request: reading its head or body, or waiting for or receiving its
+    /// response.
+    pub aborted: u64,
 }
 
 /// A running proxy: its workers stop when it is stopped or dropped.
@@ -180,8 +270,27 @@ struct WorkerHandle {
 /// its wake socket, which its reactor watches. Per connection, not per
 /// request.
 struct Shared {
+    /// Stop now: every worker closes everything and exits.
     stop: AtomicBool,
+    /// Stop gracefully (see [`Proxy::drain`]).
+    drain: AtomicBool,
     inboxes: Vec<Inbox>,
+    /// Workers still running, and the signal that one ended.
+    running: Mutex<usize>,
+    ended: Condvar,
+    /// [`Config::client_limit`], over all workers.
+    max_clients: usize,
+}
+
+impl Shared {
+    /// Clients open over all workers, counting those handed over and not
+    /// yet taken.
+    fn clients(&self) -> usize {
+        self.inboxes
+            .iter()
+            .map(|i| i.clients.load(Ordering::Relaxed))
+            .sum()
+    }
 }
 
 struct Inbox {
@@ -227,7 +336,11 @@ impl Proxy {
         }
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
+            drain: AtomicBool::new(false),
             inboxes,
+            running: Mutex::new(threads),
+            ended: Condvar::new(),
+            max_clients: config.client_limit(),
         });
         let mut proxy = Proxy {
             addr,
@@ -246,7 +359,7 @@ impl Proxy {
                         hook();
                     }
                     // Built here: a reactor is not Send.
-                    match Worker::new(&config, listener, theirs, st, shared, i) {
+                    let result = match Worker::new(&config, listener, theirs, st, &shared, i) {
                         Ok(worker) => {
                             let _ = ready.send(Ok(()));
                             worker.run()
@@ -255,7 +368,12 @@ impl Proxy {
                             let _ = ready.send(Err(io::Error::new(e.kind(), e.to_string())));
                             Err(e)
                         }
+                    };
+                    if let Ok(mut running) = shared.running.lock() {
+                        *running -= 1;
+                        shared.ended.notify_all();
                     }
+                    result
                 })?;
             proxy.workers.push(WorkerHandle {
                 stats,
@@ -290,6 +408,9 @@ impl Proxy {
             t.clients += w.clients;
             t.upstream_open += w.upstream_open;
             t.upstream_idle += w.upstream_idle;
+            t.refused += w.refused;
+            t.request_timeouts += w.request_timeouts;
+            t.aborted += w.aborted;
         }
         t
     }
@@ -311,13 +432,52 @@ impl Proxy {
                 clients: get(&s.clients),
                 upstream_open: get(&s.upstream_open),
                 upstream_idle: get(&s.upstream_idle),
+                refused: get(&s.refused),
+                request_timeouts: get(&s.request_timeouts),
+                aborted: get(&s.aborted),
             }
         })
     }
 
     /// Stops the workers and waits for them; the first worker error, if any.
+    /// Clients and requests in flight are cut.
     pub fn stop(mut self) -> io::Result<()> {
         self.stop_workers()
+    }
+
+    /// Stops gracefully, as SIGTERM does: each worker stops accepting
+    /// (its listener is closed, so the kernel refuses new connections),
+    /// closes its idle clients, lets requests in flight finish (their
+    /// clients are closed after their responses) for up to
+    /// [`Config::drain_timeout`], then closes what is left and its pooled
+    /// upstream connections. Returns when all workers have ended, with the
+    /// first worker error, if any.
+    #[allow(
+        dead_code,
+        reason = "the binary drains on SIGTERM; tests and embedders call this"
+    )]
+    pub fn drain(mut self) -> io::Result<()> {
+        self.shared.drain.store(true, Ordering::SeqCst);
+        for inbox in &self.shared.inboxes {
+            inbox.wake();
+        }
+        self.join_workers()
+    }
+
+    /// Waits up to `timeout` for every worker to end (after a signal, or
+    /// a worker error); `true` if they have.
+    pub fn wait_ended(&self, timeout: Duration) -> bool {
+        let Ok(running) = self.shared.running.lock() else {
+            return true;
+        };
+        match self
+            .shared
+            .ended
+            .wait_timeout_while(running, timeout, |n| *n > 0)
+        {
+            Ok((running, _)) => *running == 0,
+            Err(_) => true,
+        }
     }
 
     fn stop_workers(&mut self) -> io::Result<()> {
@@ -325,6 +485,10 @@ impl Proxy {
         for inbox in &self.shared.inboxes {
             inbox.wake();
         }
+        self.join_workers()
+    }
+
+    fn join_workers(&mut self) -> io::Result<()> {
         let mut result = Ok(());
         for w in &mut self.workers {
             if let Some(t) = w.thread.take() {
@@ -360,11 +524,14 @@ fn reuseport_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 /// How often a worker publishes its counters when nothing else happens
 /// (the pool closes idle connections without a caller event).
 const STATS_EVERY: Duration = Duration::from_millis(50);
-/// The value of the worker's own stats timer: no client key is this large.
+/// The values of the worker's own timers: no client key is this large.
 const STATS_TIMER: u64 = u64::MAX;
+const ACCEPT_TIMER: u64 = u64::MAX - 1;
+const DRAIN_TIMER: u64 = u64::MAX - 2;
 
 const LISTENER: Token = Token(1 << 62);
 const WAKE: Token = Token((1 << 62) + 1);
+const SIGNALS: Token = Token((1 << 62) + 2);
 
 /// A client's token, outcome context and timer value: slot and generation
 /// (30 bits, so it never reaches [`LISTENER`]).
@@ -417,6 +584,10 @@ enum TimerKind {
     Upstream,
     /// Progress must have been made since it was set.
     Progress,
+    /// The request head must be complete before it fires: 408.
+    Header,
+    /// Request body bytes must have come since it was set: 408.
+    Body,
 }
 
 /// One client connection and the request it is in.
@@ -450,12 +621,17 @@ struct Client {
     timer_kind: TimerKind,
     /// Bumped by every byte moved; the progress timer compares it.
     progress: u64,
+    /// Bumped by every read from the client; the body timer compares it.
+    client_reads: u64,
+    /// `progress` or `client_reads` when the timer was set.
     timer_progress: u64,
     client_readable: bool,
     client_writable: bool,
-    client_eof: bool,
     up_readable: bool,
     up_writable: bool,
+    /// The upstream shut down its sending side (or failed): read on to the
+    /// EOF even after a short read, as no further edge will come.
+    up_hup: bool,
     // The request in flight.
     keep_client: bool,
     idempotent: bool,
@@ -495,12 +671,13 @@ impl Client {
             timer: None,
             timer_kind: TimerKind::Progress,
             progress: 0,
+            client_reads: 0,
             timer_progress: 0,
             client_readable: false,
             client_writable: false,
-            client_eof: false,
             up_readable: false,
             up_writable: false,
+            up_hup: false,
             keep_client: true,
             idempotent: false,
             bodyless: true,
@@ -533,6 +710,7 @@ impl Client {
     fn answer(&mut self, local: &mut Local, status: u16) {
         let (line, body): (&[u8], &[u8]) = match status {
             400 => (b"400 Bad Request", b"bad request\n"),
+            408 => (b"408 Request Timeout", b"request timed out\n"),
             431 => (
                 b"431 Request Header Fields Too Large",
                 b"request head too large\n",
@@ -542,13 +720,14 @@ impl Client {
             _ => (b"502 Bad Gateway", b"upstream failed\n"),
         };
         match status {
+            408 => local.request_timeouts += 1,
             502 => local.bad_gateway += 1,
             504 => local.gateway_timeout += 1,
             _ => {}
         }
         // The rest of a request body would have to be read and dropped:
         // close instead.
-        if self.state == State::Idle || !self.req_body.is_done() || self.client_eof {
+        if self.state == State::Idle || !self.req_body.is_done() {
             self.keep_client = false;
         } else {
             self.inb.consume(self.req_ready);
@@ -600,6 +779,9 @@ struct Local {
     buffered: usize,
     buffered_max: usize,
     clients: u64,
+    refused: u64,
+    request_timeouts: u64,
+    aborted: u64,
 }
 
 /// Brings the worker's count of buffered bytes up to date with `c`'s
@@ -630,7 +812,16 @@ enum Step {
 
 struct Worker {
     reactor: Reactor<u64>,
-    listener: TcpListener,
+    /// `None` once draining: closed, so the kernel sends new connections
+    /// to no one (or to another worker still accepting).
+    listener: Option<TcpListener>,
+    /// Freed to accept when out of descriptors (see [`admission`]).
+    spare: Spare,
+    /// An accept retry timer is set: the listener's queue was left
+    /// unread and its edge will not come again.
+    accept_retry: bool,
+    /// SIGTERM, SIGINT and SIGHUP, when [`Config::signals`] asks.
+    signals: Option<Signals>,
     /// Readable when another worker handed us a client or the proxy stops.
     wake: UnixStream,
     shared: Arc<Shared>,
@@ -642,6 +833,8 @@ struct Worker {
     config: Config,
     stats: Arc<Stats>,
     local: Local,
+    /// A graceful stop is under way (see [`Proxy::drain`]).
+    draining: bool,
     stopping: bool,
 }
 
@@ -651,12 +844,13 @@ impl Worker {
         listener: std::net::TcpListener,
         wake: std::os::unix::net::UnixStream,
         stats: Arc<Stats>,
-        shared: Arc<Shared>,
+        shared: &Arc<Shared>,
         me: usize,
     ) -> io::Result<Worker> {
+        let sockets = config.upstream_sockets();
         let pool = PoolConfig::default()
-            .with_max_per_host(config.max_upstream)
-            .with_max_open(config.max_upstream * 2 + 16)
+            .with_max_per_host(config.max_upstream.min(sockets))
+            .with_max_open(sockets)
             .with_keep_alive(config.upstream_keep_alive)
             .with_timeout(config.connect_timeout);
         let mut reactor = Reactor::new(pool).map_err(io::Error::other)?;
@@ -668,18 +862,33 @@ impl Worker {
         reactor
             .register(&mut wake, WAKE, Interest::READABLE)
             .map_err(io::Error::other)?;
+        let signals = if config.signals {
+            // Each worker has its own registration: signal-hook delivers a
+            // signal to every one, so each drains itself.
+            let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+            reactor
+                .register(&mut signals, SIGNALS, Interest::READABLE)
+                .map_err(io::Error::other)?;
+            Some(signals)
+        } else {
+            None
+        };
         Ok(Worker {
             reactor,
-            listener,
+            listener: Some(listener),
+            spare: Spare::open(),
+            accept_retry: false,
+            signals,
             wake,
-            shared,
+            shared: Arc::clone(shared),
             me,
             clients: Vec::new(),
             free: Vec::new(),
-            by_conn: ConnMap::with_capacity_and_hasher(config.max_upstream * 2, Default::default()),
+            by_conn: ConnMap::with_capacity_and_hasher(sockets, Default::default()),
             config: config.clone(),
             stats,
             local: Local::default(),
+            draining: false,
             stopping: false,
         })
     }
@@ -697,11 +906,23 @@ impl Worker {
                 match event {
                     Event::Source(s) if s.token == LISTENER => self.accept(),
                     Event::Source(s) if s.token == WAKE => self.woken(),
+                    Event::Source(s) if s.token == SIGNALS => self.signalled(),
                     Event::Source(s) => {
                         let (idx, generation) = split(s.token.0 as u64);
                         if let Some(c) = live(&mut self.clients, idx, generation) {
-                            c.client_readable |= s.readable || s.closed;
-                            c.client_writable |= s.writable || s.closed;
+                            if s.closed {
+                                // The client shut its sending side or
+                                // failed: it is gone, whatever state it is
+                                // in (as nginx takes it, without
+                                // `proxy_ignore_client_abort`).
+                                if c.state != State::Idle || !c.inb.is_empty() {
+                                    self.local.aborted += 1;
+                                }
+                                self.close(idx);
+                                continue;
+                            }
+                            c.client_readable |= s.readable;
+                            c.client_writable |= s.writable;
                             self.drive(idx);
                         }
                     }
@@ -709,6 +930,7 @@ impl Worker {
                         if let Some(&idx) = self.by_conn.get(&r.conn) {
                             let c = &mut self.clients[idx];
                             c.up_readable |= r.readable || r.closed;
+                            c.up_hup |= r.closed;
                             c.up_writable |= r.writable;
                             self.drive(idx);
                         }
@@ -719,12 +941,23 @@ impl Worker {
                             .set_timer(STATS_EVERY, STATS_TIMER)
                             .map_err(io::Error::other)?;
                     }
+                    Event::Timer(t) if t.value == ACCEPT_TIMER => {
+                        self.accept_retry = false;
+                        self.accept();
+                    }
+                    Event::Timer(t) if t.value == DRAIN_TIMER => self.drain_expired(),
                     Event::Timer(t) => self.timer(t.id, t.value),
                     _ => {}
                 }
             }
+            if self.draining && self.local.clients == 0 {
+                self.stopping = true;
+            }
             self.publish();
         }
+        // Idle upstream connections closed, pending requests failed.
+        self.reactor.shutdown();
+        self.publish();
         Ok(())
     }
 
@@ -743,17 +976,59 @@ impl Worker {
         set(&s.clients, l.clients);
         set(&s.upstream_open, self.reactor.open_count() as u64);
         set(&s.upstream_idle, self.reactor.idle_count() as u64);
+        set(&s.refused, l.refused);
+        set(&s.request_timeouts, l.request_timeouts);
+        set(&s.aborted, l.aborted);
     }
 
+    /// Accepts until the listener's queue is empty: the listener is
+    /// edge-triggered, so a queue left unread is announced again only by
+    /// a new connection. Clients past the limit, and those accepted with
+    /// the spare descriptor, are answered 503 ([`admission`]).
     fn accept(&mut self) {
         loop {
-            let sock = match self.listener.accept() {
-                Ok((sock, _)) => sock,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // WouldBlock, or out of descriptors: the next connection
-                // wakes us again.
-                Err(_) => return,
+            let Some(listener) = self.listener.as_ref() else {
+                return;
             };
+            let sock = match listener.accept() {
+                Ok((sock, _)) => sock,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // The client gave up while queued.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                // `accept` takes a descriptor before it looks at the queue:
+                // EMFILE says nothing of whether a client waits.
+                Err(e) if admission::out_of_descriptors(&e) && self.spare.release() => {
+                    let queued = match listener.accept() {
+                        Ok((sock, _)) => {
+                            admission::refuse(sock);
+                            self.local.refused += 1;
+                            Some(true)
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(false),
+                        Err(_) => None,
+                    };
+                    match (self.spare.restore(), queued) {
+                        (true, Some(true)) => continue,
+                        (true, Some(false)) => return,
+                        _ => {
+                            self.retry_accept_later();
+                            return;
+                        }
+                    }
+                }
+                // Out of descriptors with no spare, or out of memory
+                // (ENOBUFS, ENOMEM): the queue stays, so come back to it.
+                Err(_) => {
+                    self.retry_accept_later();
+                    return;
+                }
+            };
+            if self.shared.clients() >= self.shared.max_clients {
+                admission::refuse(sock);
+                self.local.refused += 1;
+                continue;
+            }
             let _ = sock.set_nodelay(true);
             match self.less_busy_worker() {
                 Some(other) => {
@@ -774,6 +1049,15 @@ impl Worker {
         }
     }
 
+    fn retry_accept_later(&mut self) {
+        if !self.accept_retry {
+            self.accept_retry = self
+                .reactor
+                .set_timer(admission::RETRY_ACCEPT, ACCEPT_TIMER)
+                .is_ok();
+        }
+    }
+
     /// The worker with the fewest clients, if it has fewer than we do.
     fn less_busy_worker(&self) -> Option<usize> {
         let count = |i: usize| self.shared.inboxes[i].clients.load(Ordering::Relaxed);
@@ -784,7 +1068,8 @@ impl Worker {
         (n < mine).then_some(least)
     }
 
-    /// The wake socket is readable: stop, or take the clients handed to us.
+    /// The wake socket is readable: stop, drain, or take the clients handed
+    /// to us.
     fn woken(&mut self) {
         let mut buf = [0u8; 64];
         while matches!(self.wake.read(&mut buf), Ok(n) if n > 0) {}
@@ -798,6 +1083,59 @@ impl Worker {
         };
         for sock in handed {
             self.adopt(sock);
+        }
+        if self.shared.drain.load(Ordering::SeqCst) {
+            self.begin_drain();
+        }
+    }
+
+    /// SIGTERM or SIGINT: drain. SIGHUP: nothing to reload (the upstream
+    /// is resolved by the pool as its answers expire), so it is taken and
+    /// ignored rather than left to kill the process.
+    fn signalled(&mut self) {
+        let mut drain = false;
+        if let Some(signals) = self.signals.as_mut() {
+            for signal in signals.pending() {
+                drain |= signal == SIGTERM || signal == SIGINT;
+            }
+        }
+        if drain {
+            self.begin_drain();
+        }
+    }
+
+    /// The start of a graceful stop (see [`Proxy::drain`]).
+    fn begin_drain(&mut self) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.reactor.deregister(&mut listener);
+        }
+        let _ = self
+            .reactor
+            .set_timer(self.config.drain_timeout, DRAIN_TIMER);
+        for idx in 0..self.clients.len() {
+            let c = &mut self.clients[idx];
+            match c.state {
+                State::Free => {}
+                // Between requests: nothing in flight.
+                State::Idle if c.inb.is_empty() => self.close(idx),
+                // The response says `Connection: close` if its head is not
+                // out yet, and the client is closed after it.
+                _ => c.keep_client = false,
+            }
+        }
+    }
+
+    /// The drain timeout: what is still in flight is cut.
+    fn drain_expired(&mut self) {
+        for idx in 0..self.clients.len() {
+            if self.clients[idx].state != State::Free {
+                self.local.aborted += 1;
+                self.close(idx);
+            }
         }
     }
 
@@ -828,8 +1166,7 @@ impl Worker {
         c.state = State::Idle;
         c.client_readable = false;
         c.client_writable = true;
-        c.client_eof = false;
-        c.keep_client = true;
+        c.keep_client = !self.draining;
         c.head_tried = 0;
         self.local.clients += 1;
         self.arm(idx, self.config.client_timeout, TimerKind::Progress);
@@ -837,13 +1174,7 @@ impl Worker {
 
     /// Sets the client's one timer, replacing the one it had.
     fn arm(&mut self, idx: usize, delay: Duration, kind: TimerKind) {
-        let c = &mut self.clients[idx];
-        if let Some(old) = c.timer.take() {
-            let _ = self.reactor.cancel_timer(old);
-        }
-        c.timer = self.reactor.set_timer(delay, key(idx, c.generation)).ok();
-        c.timer_kind = kind;
-        c.timer_progress = c.progress;
+        arm(&mut self.reactor, &mut self.clients[idx], idx, delay, kind);
     }
 
     fn timer(&mut self, id: TimerId, value: u64) {
@@ -856,24 +1187,55 @@ impl Worker {
             return;
         }
         c.timer = None;
-        let waiting_for_head = matches!(c.state, State::Connecting | State::Exchanging)
-            && !c.resp_head_done
-            && c.timer_kind == TimerKind::Upstream;
-        if waiting_for_head {
-            if let Some(pending) = c.pending.take() {
-                let _ = self.reactor.deallocate(pending);
+        match c.timer_kind {
+            TimerKind::Upstream
+                if matches!(c.state, State::Connecting | State::Exchanging)
+                    && !c.resp_head_done =>
+            {
+                if let Some(pending) = c.pending.take() {
+                    let _ = self.reactor.deallocate(pending);
+                }
+                close_upstream(&mut self.by_conn, c);
+                self.answer_or_close(idx, 504);
             }
-            close_upstream(&mut self.by_conn, c);
-            if c.down_head.is_empty() {
-                c.answer(&mut self.local, 504);
+            TimerKind::Header if c.state == State::Idle => {
+                self.answer_or_close(idx, 408);
+            }
+            TimerKind::Body if !c.req_body.is_done() => {
+                if c.client_reads != c.timer_progress {
+                    self.arm(idx, client_timeout, TimerKind::Body);
+                } else {
+                    if let Some(pending) = c.pending.take() {
+                        let _ = self.reactor.deallocate(pending);
+                    }
+                    // Mid-request: never pooled.
+                    close_upstream(&mut self.by_conn, c);
+                    self.answer_or_close(idx, 408);
+                }
+            }
+            _ if c.progress != c.timer_progress => {
                 self.arm(idx, client_timeout, TimerKind::Progress);
-                self.drive(idx);
-            } else {
+            }
+            _ => {
+                if c.state != State::Idle || !c.inb.is_empty() {
+                    self.local.aborted += 1;
+                }
                 self.close(idx);
             }
-        } else if c.progress != c.timer_progress {
-            self.arm(idx, client_timeout, TimerKind::Progress);
+        }
+    }
+
+    /// Answers with the proxy's own `status` if nothing of a response has
+    /// gone to the client yet (then the client gets `client_timeout` to
+    /// read it), else closes: the client must see the response cut.
+    fn answer_or_close(&mut self, idx: usize, status: u16) {
+        let c = &mut self.clients[idx];
+        if c.down_head.is_empty() {
+            c.answer(&mut self.local, status);
+            self.arm(idx, self.config.client_timeout, TimerKind::Progress);
+            self.drive(idx);
         } else {
+            self.local.aborted += 1;
             self.close(idx);
         }
     }
@@ -899,6 +1261,7 @@ impl Worker {
                 c.upstream = Some(conn);
                 c.up_writable = true;
                 c.up_readable = false;
+                c.up_hup = false;
                 c.state = State::Exchanging;
             }
             Err(e) => {
@@ -923,6 +1286,11 @@ impl Worker {
         account(&mut self.local, &mut self.clients[idx]);
     }
 
+    /// Closes client `idx` and everything it holds: a pending upstream
+    /// request is cancelled (a connection that completes anyway idles in
+    /// the pool), an upstream connection it still holds is mid-request or
+    /// mid-response and is closed, never pooled; its timer is cancelled
+    /// and its buffers emptied for the slot's next client.
     fn close(&mut self, idx: usize) {
         let c = &mut self.clients[idx];
         if c.state == State::Free {
@@ -962,33 +1330,51 @@ impl Worker {
             by_conn,
             config,
             local,
+            draining,
             ..
         } = self;
         let c = &mut clients[idx];
         let mut moved = false;
 
         // Client → inb.
-        if c.client_readable && !c.client_eof && c.inb.room() > 0 {
+        if c.client_readable && c.inb.room() > 0 {
             let Some(sock) = c.sock.as_mut() else {
                 return Step::Close;
             };
             let tail = c.inb.tail_room();
             match c.inb.read_from(sock) {
+                // The client is gone (an EOF that came after its last
+                // readiness edge; one that came with it closed the client
+                // already).
                 Ok(0) => {
-                    c.client_eof = true;
-                    c.client_readable = false;
-                    moved = true;
+                    if c.state != State::Idle || !c.inb.is_empty() {
+                        local.aborted += 1;
+                    }
+                    return Step::Close;
                 }
                 Ok(n) => {
                     moved = true;
                     c.progress += 1;
+                    c.client_reads += 1;
                     if n < tail {
                         c.client_readable = false;
                     }
                     if matches!(c.state, State::Connecting | State::Exchanging)
-                        && c.scan_request().is_err()
+                        && !c.req_body.is_done()
                     {
-                        return Step::Close;
+                        if c.scan_request().is_err() {
+                            return Step::Close;
+                        }
+                        if c.req_body.is_done() && c.timer_kind == TimerKind::Body {
+                            // The request is in: now the upstream's turn.
+                            arm(
+                                reactor,
+                                c,
+                                idx,
+                                config.upstream_timeout,
+                                TimerKind::Upstream,
+                            );
+                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.client_readable = false,
@@ -1000,13 +1386,7 @@ impl Worker {
         match c.state {
             // Nothing new to parse: wait, or close on EOF.
             State::Idle if c.inb.is_empty() || c.inb.len() == c.head_tried => {
-                return if c.client_eof {
-                    Step::Close
-                } else if moved {
-                    Step::Again
-                } else {
-                    Step::Wait
-                };
+                return if moved { Step::Again } else { Step::Wait };
             }
             State::Idle => {
                 match http1::parse_request(c.inb.bytes(), &mut c.up_head) {
@@ -1015,7 +1395,7 @@ impl Worker {
                         c.inb.consume(head.len);
                         c.req_body = head.body;
                         c.req_ready = 0;
-                        c.keep_client = head.keep_alive;
+                        c.keep_client = head.keep_alive && !*draining;
                         c.idempotent = head.idempotent;
                         c.bodyless = head.body == Framing::Length(0);
                         c.head_method = head.head_method;
@@ -1037,15 +1417,19 @@ impl Worker {
                         } else if !allocate(reactor, c, idx, config, false) {
                             c.answer(local, 502);
                         }
-                        // One timer operation per request.
-                        if let Some(old) = c.timer.take() {
-                            let _ = reactor.cancel_timer(old);
+                        // One timer operation per request: the upstream's
+                        // deadline, or the body's while it is still coming.
+                        if c.req_body.is_done() {
+                            arm(
+                                reactor,
+                                c,
+                                idx,
+                                config.upstream_timeout,
+                                TimerKind::Upstream,
+                            );
+                        } else {
+                            arm(reactor, c, idx, config.client_timeout, TimerKind::Body);
                         }
-                        c.timer = reactor
-                            .set_timer(config.upstream_timeout, key(idx, c.generation))
-                            .ok();
-                        c.timer_kind = TimerKind::Upstream;
-                        c.timer_progress = c.progress;
                         moved = true;
                     }
                     Ok(None) => {
@@ -1053,8 +1437,10 @@ impl Worker {
                         if c.inb.room() == 0 {
                             c.answer(local, 431);
                             moved = true;
-                        } else if c.client_eof {
-                            return Step::Close;
+                        } else if c.timer_kind != TimerKind::Header {
+                            // The first bytes of a head that did not come
+                            // whole: it has `header_timeout` from now.
+                            arm(reactor, c, idx, config.header_timeout, TimerKind::Header);
                         }
                     }
                     Err(e) => {
@@ -1067,10 +1453,6 @@ impl Worker {
                         moved = true;
                     }
                 }
-            }
-            State::Connecting | State::Exchanging if c.client_eof && !c.req_body.is_done() => {
-                // The client went away in the middle of its request.
-                return Step::Close;
             }
             _ => {}
         }
@@ -1134,7 +1516,9 @@ impl Worker {
                     c.progress += 1;
                     c.resp_read = true;
                     local.upstream_bytes += n as u64;
-                    if n < tail {
+                    // A short read drained the socket, unless the upstream
+                    // closed: then read on to the EOF, as no edge follows.
+                    if n < tail && !c.up_hup {
                         c.up_readable = false;
                     }
                     match take_response(c) {
@@ -1198,7 +1582,7 @@ impl Worker {
             if !c.answered {
                 local.requests += 1;
             }
-            if !c.keep_client || c.client_eof {
+            if !c.keep_client {
                 return Step::Close;
             }
             c.state = State::Idle;
@@ -1214,6 +1598,20 @@ impl Worker {
     }
 }
 
+/// Sets client `idx`'s one timer, replacing the one it had.
+fn arm(reactor: &mut Reactor<u64>, c: &mut Client, idx: usize, delay: Duration, kind: TimerKind) {
+    if let Some(old) = c.timer.take() {
+        let _ = reactor.cancel_timer(old);
+    }
+    c.timer = reactor.set_timer(delay, key(idx, c.generation)).ok();
+    c.timer_kind = kind;
+    c.timer_progress = if kind == TimerKind::Body {
+        c.client_reads
+    } else {
+        c.progress
+    };
+}
+
 /// Asks the pool for an upstream connection for client `idx`; `fresh`: a
 /// new one (a retry), from a pool partition that never keeps idle ones.
 fn allocate(
@@ -1223,8 +1621,10 @@ fn allocate(
     config: &Config,
     fresh: bool,
 ) -> bool {
-    let up = config.upstream;
-    let mut request = Request::new("http", up.ip(), up.port(), key(idx, c.generation))
+    let up = &config.upstream;
+    // A name's `Cow` is borrowed (see `Upstream`): the clone copies a
+    // pointer.
+    let mut request = Request::with_host("http", up.host.clone(), up.port, key(idx, c.generation))
         .timeout(config.connect_timeout);
     if fresh {
         request = request.tag("fresh");
@@ -1242,7 +1642,7 @@ fn allocate(
 /// ends among the bytes that arrived. `Err`: a malformed response.
 fn take_response(c: &mut Client) -> Result<(), ()> {
     while !c.resp_head_done {
-        let close_client = !c.keep_client || c.client_eof;
+        let close_client = !c.keep_client;
         match http1::parse_response(
             c.outb.bytes(),
             c.head_method,

@@ -10,25 +10,42 @@
 //! cargo run --release --example proxy     # its own loopback upstream and a short self-test
 //! ```
 //!
-//! Options: `--listen ADDR` (default 127.0.0.1:8080), `--upstream ADDR`
-//! (without it, the example's own loopback upstream), `--threads N`
-//! (default: one per core), `--connect-timeout MS`, `--upstream-timeout MS`,
-//! `--client-timeout MS`. Addresses are numeric: the pool does not resolve
-//! names.
+//! Options (times in milliseconds):
+//!
+//! | option | default | what it bounds |
+//! |---|---|---|
+//! | `--listen ADDR` | 127.0.0.1:8080 | where clients connect |
+//! | `--upstream HOST:PORT` | the example's own | the upstream: an address, or a name the pool resolves (and follows as its answers change) |
+//! | `--threads N` | one per core | workers, each a listener and a reactor |
+//! | `--max-clients N` | half of `RLIMIT_NOFILE` | clients at once; past it, 503 and close |
+//! | `--header-timeout MS` | 10 000 | first byte of a request head to its end (slowloris): 408, close |
+//! | `--client-timeout MS` | 60 000 | an idle client, a stalled request body (408), a client not reading |
+//! | `--connect-timeout MS` | 5 000 | upstream lookup, connect and queue wait: 504 |
+//! | `--upstream-timeout MS` | 30 000 | end of a request to its response head: 504 |
+//! | `--upstream-keep-alive MS` | 30 000 | an idle pooled upstream connection |
+//! | `--drain-timeout MS` | 10 000 | on SIGTERM/SIGINT, requests in flight may finish within it |
+//!
+//! Signals: SIGTERM and SIGINT stop accepting, let the requests in flight
+//! finish (up to `--drain-timeout`), close idle clients and pooled
+//! upstream connections, and exit 0. SIGHUP is ignored (there is nothing
+//! to reload: a named upstream is re-resolved as its answers expire).
 
 #![allow(
     clippy::disallowed_methods,
     reason = "tests, benchmarks and examples measure wall time; only the library is held to one clock read"
 )]
 
+mod admission;
 mod engine;
 mod http1;
 mod selftest;
+mod upstream;
 
-use std::net::SocketAddr;
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use engine::{Config, Proxy};
+use upstream::Upstream;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -37,46 +54,24 @@ fn main() -> Result<()> {
     if args.is_empty() {
         return self_test();
     }
-    let mut listen: SocketAddr = "127.0.0.1:8080".parse()?;
-    let mut upstream = None;
-    let mut config = Config::new(listen, listen);
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .ok_or_else(|| format!("{flag} needs a value"))
-                .map(String::as_str)
-        };
-        let millis = |v: &str| v.parse().map(Duration::from_millis);
-        match flag.as_str() {
-            "--listen" => listen = value()?.parse()?,
-            "--upstream" => upstream = Some(value()?.parse::<SocketAddr>()?),
-            "--threads" => config.threads = value()?.parse()?,
-            "--connect-timeout" => config.connect_timeout = millis(value()?)?,
-            "--upstream-timeout" => config.upstream_timeout = millis(value()?)?,
-            "--client-timeout" => config.client_timeout = millis(value()?)?,
-            _ => return Err(usage(&format!("unknown argument {flag:?}")).into()),
-        }
+    let mut config = parse(&args).map_err(|problem| usage(&problem))?;
+    if config.upstream.port == 0 {
+        let up = selftest::upstream()?;
+        println!("upstream: the example's own, on {up}");
+        config.upstream = up.into();
     }
-    config.listen = listen;
-    config.upstream = match upstream {
-        Some(up) => up,
-        None => {
-            let up = selftest::upstream()?;
-            println!("upstream: the example's own, on {up}");
-            up
-        }
-    };
+    config.signals = true;
     let proxy = Proxy::start(config.clone())?;
     println!(
-        "proxy listening on http://{} ({} threads), upstream {}",
+        "proxy listening on http://{} ({} threads, at most {} clients), upstream {}",
         proxy.addr(),
         config.threads,
+        config.client_limit(),
         config.upstream
     );
     let mut last = proxy.totals();
-    loop {
-        std::thread::sleep(Duration::from_secs(2));
+    // Until a signal (or an error) ends the workers.
+    while !proxy.wait_ended(Duration::from_secs(2)) {
         let now = proxy.totals();
         if now != last {
             let per_thread: Vec<String> = proxy
@@ -85,24 +80,81 @@ fn main() -> Result<()> {
                 .collect();
             println!(
                 "{} requests, {} upstream connections opened, {} retries, {} × 502, {} × 504, \
-                 {} clients; per thread (clients/requests): {}",
+                 {} × 408, {} refused, {} aborted, {} clients; per thread (clients/requests): {}",
                 now.requests,
                 now.upstream_connects,
                 now.retries,
                 now.bad_gateway,
                 now.gateway_timeout,
+                now.request_timeouts,
+                now.refused,
+                now.aborted,
                 now.clients,
                 per_thread.join(", ")
             );
             last = now;
         }
     }
+    let t = proxy.totals();
+    proxy.stop()?;
+    println!("stopped: {} requests relayed", t.requests);
+    Ok(())
+}
+
+/// The command line; an upstream port of 0 stands for "the example's own".
+fn parse(args: &[String]) -> std::result::Result<Config, String> {
+    let mut config = Config::new(
+        "127.0.0.1:8080".parse().map_err(|_| "listen")?,
+        Upstream {
+            host: keepalive::Host::Addr(Ipv4Addr::LOCALHOST.into()),
+            port: 0,
+        },
+    );
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .map(String::as_str)
+            .ok_or_else(|| format!("{flag} needs a value"))?;
+        let number = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag} {v:?}: {e}"));
+        let millis = |v: &str| number(v).map(Duration::from_millis);
+        let count = |v: &str| {
+            number(v)
+                .and_then(|n| usize::try_from(n).map_err(|e| e.to_string()))
+                .and_then(|n| {
+                    if n == 0 {
+                        Err(format!("{flag} must be at least 1"))
+                    } else {
+                        Ok(n)
+                    }
+                })
+        };
+        match flag.as_str() {
+            "--listen" => {
+                config.listen = value
+                    .parse()
+                    .map_err(|e| format!("--listen {value:?}: {e}"))?;
+            }
+            "--upstream" => config.upstream = Upstream::parse(value)?,
+            "--threads" => config.threads = count(value)?,
+            "--max-clients" => config.max_clients = Some(count(value)?),
+            "--header-timeout" => config.header_timeout = millis(value)?,
+            "--client-timeout" => config.client_timeout = millis(value)?,
+            "--connect-timeout" => config.connect_timeout = millis(value)?,
+            "--upstream-timeout" => config.upstream_timeout = millis(value)?,
+            "--upstream-keep-alive" => config.upstream_keep_alive = millis(value)?,
+            "--drain-timeout" => config.drain_timeout = millis(value)?,
+            _ => return Err(format!("unknown argument {flag:?}")),
+        }
+    }
+    Ok(config)
 }
 
 fn usage(problem: &str) -> String {
     format!(
-        "{problem}\nusage: proxy [--listen ADDR] [--upstream ADDR] [--threads N] \
-         [--connect-timeout MS] [--upstream-timeout MS] [--client-timeout MS]"
+        "{problem}\nusage: proxy [--listen ADDR] [--upstream HOST:PORT] [--threads N] \
+         [--max-clients N] [--header-timeout MS] [--client-timeout MS] [--connect-timeout MS] \
+         [--upstream-timeout MS] [--upstream-keep-alive MS] [--drain-timeout MS]"
     )
 }
 

@@ -9,6 +9,7 @@ pub mod chaos;
 pub mod dns;
 pub mod dnsmasq;
 pub mod nginx;
+pub mod proxy_process;
 pub mod tls;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
