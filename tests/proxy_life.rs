@@ -12,6 +12,8 @@
 )]
 
 mod common;
+#[path = "common/proxy_soak.rs"]
+mod proxy_soak;
 #[path = "../examples/proxy/selftest.rs"]
 #[allow(dead_code, reason = "the example uses more of it")]
 mod selftest;
@@ -23,12 +25,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::proxy_process::ProxyProcess;
-use common::{CAP, LOCALHOST};
+use common::{CAP, LOCALHOST, nginx, proxy_process};
 use selftest::Client;
 
 /// nginx with `/` answering `hello\n`, DAV `PUT` under `/dav/` (it reads
 /// the whole body), and `/files/big`, 4 MiB.
-fn nginx() -> Option<common::nginx::Nginx> {
+fn nginx_site() -> Option<common::nginx::Nginx> {
     let server = "keepalive_requests 1000000;\n keepalive_timeout 60s;\n client_max_body_size 0;\n \
          client_body_timeout 60s;\n \
          location / { return 200 \"hello\\n\"; }\n \
@@ -82,7 +84,7 @@ fn status_of(response: &[u8]) -> Option<u16> {
 
 #[test]
 fn a_client_that_vanishes_in_any_state_is_closed_with_its_upstream_at_once() {
-    let Some(nginx) = nginx() else {
+    let Some(nginx) = nginx_site() else {
         return;
     };
     // Deadlines far beyond the test's cap: only closing on the client's
@@ -170,7 +172,7 @@ fn a_close_delimited_response_ends_with_a_close_for_the_client() {
 
 #[test]
 fn a_slow_head_has_the_header_timeout_from_its_first_byte() {
-    let Some(nginx) = nginx() else {
+    let Some(nginx) = nginx_site() else {
         return;
     };
     let proxy = ProxyProcess::start(&nginx.addr.to_string(), &["--header-timeout", "300"]);
@@ -220,7 +222,7 @@ fn a_slow_head_has_the_header_timeout_from_its_first_byte() {
 
 #[test]
 fn a_stalled_body_is_ended_after_the_client_timeout() {
-    let Some(nginx) = nginx() else {
+    let Some(nginx) = nginx_site() else {
         return;
     };
     let proxy = ProxyProcess::start(&nginx.addr.to_string(), &["--client-timeout", "300"]);
@@ -262,7 +264,7 @@ fn a_stalled_body_is_ended_after_the_client_timeout() {
 
 #[test]
 fn past_max_clients_a_new_client_gets_503_and_the_rest_are_served() {
-    let Some(nginx) = nginx() else {
+    let Some(nginx) = nginx_site() else {
         return;
     };
     let proxy = ProxyProcess::start(&nginx.addr.to_string(), &["--max-clients", "4"]);
@@ -360,7 +362,7 @@ fn burst(proxy: &ProxyProcess, n: usize) -> Burst {
 
 #[test]
 fn out_of_descriptors_at_accept_every_queued_client_gets_an_answer() {
-    let Some(nginx) = nginx() else {
+    let Some(nginx) = nginx_site() else {
         return;
     };
     // 64 descriptors, and a client limit too high to protect them: the
@@ -389,7 +391,7 @@ fn out_of_descriptors_at_accept_every_queued_client_gets_an_answer() {
 
 #[test]
 fn an_upstream_by_name_is_resolved_by_the_pool() {
-    let Some(nginx) = nginx() else {
+    let Some(nginx) = nginx_site() else {
         return;
     };
     let proxy = ProxyProcess::start(&format!("localhost:{}", nginx.port()), &[]);
@@ -474,4 +476,29 @@ fn sigterm_cuts_what_outlives_the_drain_timeout() {
     assert!(all.is_empty(), "{}", String::from_utf8_lossy(&all));
     let status = proxy.wait_exit();
     assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[test]
+fn a_production_day_in_ten_seconds() {
+    let settings = proxy_soak::Settings {
+        duration: Duration::from_secs(
+            std::env::var("PROXY_SOAK_SECS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(10),
+        ),
+        checkers: 4,
+        wrk_connections: 8,
+    };
+    let Some(report) = proxy_soak::run(&settings, ProxyProcess::start) else {
+        return;
+    };
+    report.print(settings.duration);
+    assert!(report.reloads > 0 && report.restarts == 1, "{report:?}");
+    let problems = report.problems();
+    assert!(
+        problems.is_empty(),
+        "{problems:#?}\nthe proxy printed {:?}",
+        report.proxy_output
+    );
 }

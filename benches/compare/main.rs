@@ -30,6 +30,8 @@
 #[allow(dead_code, reason = "the example uses more of it")]
 mod admission;
 mod chart;
+#[path = "../../examples/proxy/cli.rs"]
+mod cli;
 mod client;
 #[path = "../../examples/proxy/engine.rs"]
 #[allow(dead_code, reason = "the example uses more of it")]
@@ -44,6 +46,11 @@ mod names;
 mod nginx;
 mod peers;
 mod poe;
+#[path = "../../tests/common/proxy_process.rs"]
+#[allow(dead_code, reason = "shared with the tests, which use more of it")]
+mod proxy_process;
+#[path = "../../tests/common/proxy_soak.rs"]
+mod proxy_soak;
 mod proxybench;
 #[path = "../../examples/proxy/selftest.rs"]
 #[allow(dead_code, reason = "the example uses more of it")]
@@ -191,6 +198,14 @@ fn main() {
         Some("--hold-server") => return idle::hold_server(),
         Some("--idle-child") => return idle::child(&args[2..]),
         Some("--http-child") => return syscalls::child(&args[2..]),
+        // The proxy example's command line, for the soak's child.
+        Some("--as-proxy") => {
+            if let Err(e) = cli::run(&args[2..]) {
+                eprintln!("proxy: {e}");
+                std::process::exit(1);
+            }
+            return;
+        }
         _ => {}
     }
     let smoke = !args.iter().any(|a| a == "--bench");
@@ -253,6 +268,9 @@ fn main() {
     }
     if want("proxy") {
         figures.extend(proxybench::figures(settings));
+    }
+    if want("proxy_soak") {
+        proxy_soak_group(settings);
     }
 
     let out_dir = target_dir()
@@ -822,4 +840,45 @@ fn markdown(figures: &[Figure]) -> String {
         ));
     }
     s
+}
+
+/// The proxy's production day (`tests/common/proxy_soak.rs`): 60 s
+/// (`PROXY_SOAK_SECS`), one second in the smoke run. A reliability report,
+/// not a ratio: it has no peer.
+fn proxy_soak_group(settings: Settings) {
+    let secs = if settings.smoke {
+        1
+    } else {
+        std::env::var("PROXY_SOAK_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(60)
+    };
+    let duration = Duration::from_secs(secs);
+    let soak = proxy_soak::Settings {
+        duration,
+        checkers: 4,
+        wrk_connections: 16,
+    };
+    let this = std::env::current_exe().expect("the benchmark's own path");
+    let start = |upstream: &str, args: &[&str]| {
+        let mut command = std::process::Command::new(&this);
+        command.arg("--as-proxy");
+        proxy_process::ProxyProcess::spawn(command, upstream, args)
+    };
+    let Some(report) = proxy_soak::run(&soak, start) else {
+        println!("proxy_soak: skipped (nginx not installed)\n");
+        return;
+    };
+    report.print(duration);
+    let problems = report.problems();
+    println!(
+        "  verdict            {}\n",
+        if problems.is_empty() {
+            "clean"
+        } else {
+            "FAILED"
+        }
+    );
+    assert!(problems.is_empty(), "the proxy soak failed: {problems:#?}");
 }

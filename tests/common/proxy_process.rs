@@ -58,8 +58,10 @@ impl ProxyProcess {
         ProxyProcess::spawn(sh, upstream, args)
     }
 
+    /// The proxy as `command` runs it (the example's binary, or a binary
+    /// that runs the example's command line, as the benchmark does).
     #[track_caller]
-    fn spawn(mut command: Command, upstream: &str, args: &[&str]) -> ProxyProcess {
+    pub fn spawn(mut command: Command, upstream: &str, args: &[&str]) -> ProxyProcess {
         let mut child = command
             .args([
                 "--listen",
