@@ -3,10 +3,9 @@
 //!
 //! ```sh
 //! cargo run --example http_get -- 127.0.0.1 8080 /index.html 5
+//! cargo run --example http_get -- localhost 8080 /   # names are resolved by the pool
 //! cargo run --example http_get            # against its own loopback server
 //! ```
-//!
-//! The address must be numeric: the pool does not resolve names.
 
 #![allow(
     clippy::disallowed_methods,
@@ -14,38 +13,38 @@
 )]
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::{Ipv4Addr, TcpListener};
 use std::time::{Duration, Instant};
 
-use keepalive::{Config, Connection, Event, Events, Reactor, Request};
+use keepalive::{Config, Connection, Event, Events, Host, Reactor, Request};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (addr, port, path, count) = match args.as_slice() {
+    let (host, port, path, count) = match args.as_slice() {
         [] => {
             let port = local_server()?;
-            (IpAddr::V4(Ipv4Addr::LOCALHOST), port, "/".to_string(), 3)
+            ("127.0.0.1".to_string(), port, "/".to_string(), 3)
         }
-        [addr, port, rest @ ..] => {
-            let addr: IpAddr = addr
-                .parse()
-                .map_err(|_| format!("{addr:?} is not a numeric IP address"))?;
+        [host, port, rest @ ..] => {
             let port: u16 = port
                 .parse()
                 .map_err(|_| format!("{port:?} is not a port"))?;
             let path = rest.first().cloned().unwrap_or_else(|| "/".into());
             let count = rest.get(1).map(|c| c.parse()).transpose()?.unwrap_or(3);
-            (addr, port, path, count)
+            (host.clone(), port, path, count)
         }
-        _ => return Err("usage: http_get [ADDR PORT [PATH [COUNT]]]".into()),
+        _ => return Err("usage: http_get [HOST PORT [PATH [COUNT]]]".into()),
     };
     let mut reactor: Reactor<usize> = Reactor::new(Config::default())?;
     let mut events = Events::new();
     for n in 1..=count {
         let started = Instant::now();
-        reactor.allocate(Request::new("http", addr, port, n).timeout(Duration::from_secs(10)))?;
+        let target = Host::parse(host.clone());
+        reactor.allocate(
+            Request::with_host("http", target, port, n).timeout(Duration::from_secs(10)),
+        )?;
         let mut conn = loop {
             reactor.poll(&mut events, Some(Duration::from_secs(10)))?;
             if let Some(Event::Outcome(outcome)) =
@@ -60,7 +59,7 @@ fn main() -> Result<()> {
         };
         write!(
             conn,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: keepalive-example\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: keepalive-example\r\n\r\n"
         )?;
         let (status, body) = read_response(&mut reactor, &mut events, &mut conn)?;
         println!(
