@@ -403,6 +403,95 @@ fn a_cached_answer_is_used_until_its_ttl_runs_out() {
     server.assert_accepted(3);
 }
 
+/// A program that does other work between polls: its next connection by
+/// name is made with an answer whose lifetime ran out during the pause.
+/// The answer is judged by the time of the `allocate`, not by the last
+/// poll's (issue 16's third symptom: the expired answer was used unasked).
+#[test]
+fn a_cached_answer_that_expired_during_a_pause_without_polls_is_asked_again() {
+    let dns = DnsServer::start();
+    // TTL 0, kept for the floor: 200 ms (the NODATA for AAAA may be
+    // cached for longer, so it does not shorten that).
+    dns.set(
+        "pause.test",
+        Zone {
+            negative_ttl: Some(60),
+            ..Zone::addresses(&[V4], &[], 0)
+        },
+    );
+    let server = Server::start();
+    let dir = TempDir::new("names");
+    let floor = Duration::from_millis(200);
+    let mut ka: Reactor<u32> =
+        reactor(config(&dns, &dir, "timeout:5 attempts:1", "").with_dns_ttl(
+            floor,
+            Duration::from_secs(3600),
+            Duration::from_secs(30),
+        ));
+    let mut events = Events::new();
+    let conn = connect(
+        &mut ka,
+        &mut events,
+        by_name("pause.test", server.port(), 1),
+    );
+    assert_eq!(dns.queries("pause.test", RecordType::A), 1);
+    conn.close();
+    // The program works elsewhere, no poll, past the answer's lifetime
+    // (the answer came before the connection did).
+    std::thread::sleep(floor + Duration::from_millis(100));
+    ka.allocate(by_name("pause.test", server.port(), 2))
+        .unwrap();
+    let outcome = wait_outcome(&mut ka, &mut events);
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result.err());
+    assert_eq!(
+        dns.queries("pause.test", RecordType::A),
+        2,
+        "the answer had expired when the connect was decided: asked again"
+    );
+}
+
+/// The same for a waiter's connect, started by a connection closed after a
+/// pause (taken back at the next poll, before its clock read): it asks
+/// again for an answer that expired during the pause.
+#[test]
+fn a_connect_started_by_a_close_after_a_pause_judges_the_answer_by_then() {
+    let dns = DnsServer::start();
+    dns.set(
+        "freed.test",
+        Zone {
+            negative_ttl: Some(60),
+            ..Zone::addresses(&[V4], &[], 0)
+        },
+    );
+    let server = Server::start();
+    let dir = TempDir::new("names");
+    let floor = Duration::from_millis(200);
+    let mut ka: Reactor<u32> = reactor(
+        config(&dns, &dir, "timeout:5 attempts:1", "")
+            .with_max_per_host(1)
+            .with_dns_ttl(floor, Duration::from_secs(3600), Duration::from_secs(30)),
+    );
+    let mut events = Events::new();
+    let conn = connect(
+        &mut ka,
+        &mut events,
+        by_name("freed.test", server.port(), 1),
+    );
+    // Waits for the one connection the key may have.
+    ka.allocate(by_name("freed.test", server.port(), 2))
+        .unwrap();
+    std::thread::sleep(floor + Duration::from_millis(100));
+    conn.close();
+    let outcome = wait_outcome(&mut ka, &mut events);
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result.err());
+    assert_eq!(outcome.context, 2);
+    assert_eq!(
+        dns.queries("freed.test", RecordType::A),
+        2,
+        "the answer had expired when the close started the connect"
+    );
+}
+
 #[test]
 fn deallocating_during_a_lookup_leaves_an_orphan_that_idles() {
     let dns = DnsServer::start();
