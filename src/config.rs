@@ -139,6 +139,14 @@ pub struct Config {
     /// in parallel. Default 250 ms (the RFC's recommendation); at least
     /// 10 ms (its minimum).
     pub happy_eyeballs_delay: Duration,
+    /// Happy Eyeballs' resolution delay (RFC 8305 §3): when a name's A
+    /// answer comes before its AAAA answer, how long to wait for AAAA
+    /// before connecting to the IPv4 addresses alone; AAAA addresses that
+    /// come later join the race. An AAAA answer that comes first is used
+    /// at once, and a family that fails or times out is not waited for.
+    /// Default 50 ms (the RFC's recommendation); 0 connects as soon as
+    /// either family is in.
+    pub happy_eyeballs_resolution_delay: Duration,
 }
 
 impl Default for Config {
@@ -168,6 +176,7 @@ impl Default for Config {
             dns_ttl_cap: Duration::from_secs(3600),
             dns_negative_ttl_cap: Duration::from_secs(30),
             happy_eyeballs_delay: Duration::from_millis(250),
+            happy_eyeballs_resolution_delay: Duration::from_millis(50),
         }
     }
 }
@@ -334,6 +343,13 @@ impl Config {
         self
     }
 
+    /// Sets [`happy_eyeballs_resolution_delay`](Config::happy_eyeballs_resolution_delay).
+    #[must_use]
+    pub fn with_happy_eyeballs_resolution_delay(mut self, d: Duration) -> Self {
+        self.happy_eyeballs_resolution_delay = d;
+        self
+    }
+
     /// Makes `scheme` a TLS scheme too (besides `https`).
     pub fn with_tls_scheme(mut self, scheme: impl Into<Cow<'static, str>>) -> Self {
         self.tls_schemes.push(scheme.into());
@@ -427,6 +443,10 @@ impl Config {
             ("dns_ttl_cap", self.dns_ttl_cap),
             ("dns_negative_ttl_cap", self.dns_negative_ttl_cap),
             ("happy_eyeballs_delay", self.happy_eyeballs_delay),
+            (
+                "happy_eyeballs_resolution_delay",
+                self.happy_eyeballs_resolution_delay,
+            ),
         ] {
             if too_long(d) {
                 return bad(field, "must be below 10 years");

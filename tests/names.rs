@@ -673,6 +673,89 @@ fn tls_by_name_checks_the_certificate_against_the_name() {
 
 // ----- Happy Eyeballs ------------------------------------------------------
 
+/// A resolv.conf whose tries wait 30 s: a lookup held by an unanswered
+/// family would outlast every request timeout below.
+const SLOW_RESOLVER: &str = "timeout:30 attempts:1";
+
+/// Allocates `name` with a 3 s timeout and returns the outcome and how
+/// long it took.
+fn timed_outcome(
+    ka: &mut Reactor<u32>,
+    name: &'static str,
+    port: u16,
+) -> (keepalive::Outcome<u32>, Duration) {
+    let mut events = Events::new();
+    let start = Instant::now();
+    ka.allocate(by_name(name, port, 1).timeout(Duration::from_secs(3)))
+        .unwrap();
+    let outcome = wait_outcome(ka, &mut events);
+    (outcome, start.elapsed())
+}
+
+/// RFC 8305 §3 (issue 16's second symptom): a server that drops AAAA
+/// queries costs the resolution delay (50 ms), not the resolver's timeout.
+#[test]
+fn an_unanswered_aaaa_query_costs_the_resolution_delay_not_the_timeout() {
+    let dns = DnsServer::start();
+    dns.set(
+        "noaaaa.test",
+        Zone::addresses(&[V4], &[V6], 60).silent_for(RecordType::AAAA),
+    );
+    let server = Server::start();
+    let dir = TempDir::new("names");
+    let mut ka: Reactor<u32> = reactor(config(&dns, &dir, SLOW_RESOLVER, ""));
+    let (outcome, took) = timed_outcome(&mut ka, "noaaaa.test", server.port());
+    let conn = outcome
+        .result
+        .expect("connected on the A answer, within the request's 3 s");
+    assert_eq!(conn.peer_addr(), SocketAddr::new(V4.into(), server.port()));
+    assert_eq!(dns.queries("noaaaa.test", RecordType::AAAA), 1);
+    eprintln!("connected {took:?} after allocate (resolution delay 50 ms)");
+}
+
+/// The other order: A never answered, AAAA answered, connects at once.
+#[test]
+fn an_unanswered_a_query_does_not_hold_an_aaaa_answer() {
+    if !ipv6() {
+        return;
+    }
+    let dns = DnsServer::start();
+    dns.set(
+        "noa.test",
+        Zone::addresses(&[V4], &[V6], 60).silent_for(RecordType::A),
+    );
+    let server = Server::start_on(V6.into());
+    let dir = TempDir::new("names");
+    let mut ka: Reactor<u32> = reactor(config(&dns, &dir, SLOW_RESOLVER, ""));
+    let (outcome, took) = timed_outcome(&mut ka, "noa.test", server.port());
+    let conn = outcome
+        .result
+        .expect("connected on the AAAA answer, within the request's 3 s");
+    assert_eq!(conn.peer_addr(), SocketAddr::new(V6.into(), server.port()));
+    eprintln!("connected {took:?} after allocate");
+}
+
+/// An AAAA answer that comes after the dial began on A joins the race: a
+/// refused IPv4 address does not fail the request while AAAA is awaited.
+#[test]
+fn a_late_aaaa_answer_joins_the_race_after_ipv4_was_refused() {
+    if !ipv6() {
+        return;
+    }
+    let dns = DnsServer::start();
+    dns.set(
+        "late6.test",
+        Zone::addresses(&[V4], &[V6], 60).delayed_for(RecordType::AAAA, Duration::from_millis(300)),
+    );
+    // Listening on ::1 only: 127.0.0.1 on the same port refuses.
+    let server = Server::start_on(V6.into());
+    let dir = TempDir::new("names");
+    let mut ka: Reactor<u32> = reactor(config(&dns, &dir, SLOW_RESOLVER, ""));
+    let (outcome, _) = timed_outcome(&mut ka, "late6.test", server.port());
+    let conn = outcome.result.expect("connected to the late AAAA address");
+    assert_eq!(conn.peer_addr(), SocketAddr::new(V6.into(), server.port()));
+}
+
 #[test]
 fn a_stalled_ipv6_address_falls_back_to_ipv4_after_the_delay() {
     if !ipv6() {

@@ -28,6 +28,14 @@
 //!
 //! # Happy Eyeballs (RFC 8305)
 //!
+//! The lookup does not wait for both families (§3): the resolver gives one
+//! family's addresses out early as a *partial* answer (AAAA at once, A
+//! after [`happy_eyeballs_resolution_delay`](crate::Config::happy_eyeballs_resolution_delay)),
+//! the dial starts on them, and the full answer adds the other family's
+//! addresses behind those already tried. While the lookup is pending, a
+//! dial whose every attempt failed waits for it instead of failing; a dial
+//! that wins cancels it.
+//!
 //! The answer's addresses are tried in the interleaved order (IPv6 first,
 //! then alternating families, §4), restricted to the bind address's family
 //! when there is one. Each attempt that has neither connected nor failed
@@ -210,6 +218,7 @@ impl Names {
             ttl_cap: millis_ceil(config.dns_ttl_cap),
             negative_cap: millis_ceil(config.dns_negative_ttl_cap),
         };
+        rc.resolution_delay = millis_ceil(config.happy_eyeballs_resolution_delay);
         Ok(Names {
             resolver: Resolver::new(rc),
             aux: Slab::new(),
@@ -233,7 +242,7 @@ impl Names {
     /// Whether a deadline of the resolver or of Happy Eyeballs is set: the
     /// tick skips both while not (the numeric hit path's one branch).
     pub(in crate::reactor) fn has_timers(&self) -> bool {
-        self.resolver.has_open_queries() || !self.timers.is_empty()
+        self.resolver.has_deadlines() || !self.timers.is_empty()
     }
 
     /// The earliest deadline here, or a lower bound of it.
@@ -495,6 +504,31 @@ fn read_optional(path: &std::path::Path, field: &'static str) -> Result<String, 
     }
 }
 
+impl Dial {
+    /// Adds the addresses of a fuller answer that are not in the list yet:
+    /// those tried stay first, the rest follow in the fuller answer's Happy
+    /// Eyeballs order.
+    fn add_addresses(&mut self, addresses: &Addresses) {
+        let tried = self.addrs.get(..self.next).unwrap_or_default().to_vec();
+        let mut rest: Vec<IpAddr> = dial_order(addresses, self.bind)
+            .into_iter()
+            .filter(|ip| !tried.contains(ip))
+            .collect();
+        for ip in self.addrs.get(self.next..).unwrap_or_default() {
+            if !rest.contains(ip) {
+                rest.push(*ip);
+            }
+        }
+        self.addrs.truncate(self.next);
+        self.addrs.extend(rest);
+    }
+
+    /// Whether an address is left to try.
+    fn more_to_try(&self) -> bool {
+        self.next < self.addrs.len()
+    }
+}
+
 /// Addresses to try for an answer, in Happy Eyeballs order, of the bind
 /// address's family if there is one.
 fn dial_order(addresses: &Addresses, bind: Option<IpAddr>) -> Vec<IpAddr> {
@@ -572,8 +606,15 @@ impl<C> Driver<C> {
                 continue;
             }
             if let Some(answer) = self.names.resolver.poll_answer() {
-                if let Some(slot) = self.names.lookups.remove(&answer.lookup) {
-                    self.answered(registry, slot, answer.result, now);
+                // A partial answer leaves the lookup pending: its slot
+                // hears from it again.
+                let slot = if answer.partial {
+                    self.names.lookups.get(&answer.lookup).copied()
+                } else {
+                    self.names.lookups.remove(&answer.lookup)
+                };
+                if let Some(slot) = slot {
+                    self.answered(registry, slot, answer.result, answer.partial, now);
                 }
                 continue;
             }
@@ -581,18 +622,41 @@ impl<C> Driver<C> {
         }
     }
 
-    /// A slot's lookup is answered: fail it, or start dialling.
+    /// A slot's lookup is answered: fail it, or start dialling. A partial
+    /// answer (one family, RFC 8305 §3) starts the dial; the full answer
+    /// after it adds the other family's addresses to the race.
     fn answered(
         &mut self,
         registry: &mio::Registry,
         slot: SlotId,
         result: Result<Addresses, ResolveError>,
+        partial: bool,
         now: Millis,
     ) {
         let Some(dial) = self.dial_mut(slot) else {
             return;
         };
-        dial.lookup = None;
+        if !partial {
+            dial.lookup = None;
+        }
+        if !dial.addrs.is_empty() {
+            // Dialling on a partial answer already.
+            if let Ok(addresses) = result {
+                dial.add_addresses(&addresses);
+            }
+            if dial.attempts.is_empty() {
+                self.next_attempt(registry, slot, now);
+            } else if dial.more_to_try() && dial.timer.is_none() {
+                // Every earlier address is in flight: the new ones join
+                // the race one delay from now.
+                let deadline = now.saturating_add(self.names.delay);
+                let timer = self.names.timers.insert(deadline, slot);
+                if let Some(dial) = self.dial_mut(slot) {
+                    dial.timer = Some(timer);
+                }
+            }
+            return;
+        }
         let addrs = match result {
             // The resolver answers Ok with one address at least; should it
             // not, the name has none to offer.
@@ -660,7 +724,9 @@ impl<C> Driver<C> {
             }
             return;
         }
-        if dial.attempts.is_empty() {
+        // With the lookup still pending (a partial answer), the rest of the
+        // answer may bring addresses yet.
+        if dial.attempts.is_empty() && dial.lookup.is_none() {
             let error = dial.last_error.take().unwrap_or_else(|| {
                 ConnectError::new(
                     Function::Connect,
@@ -749,6 +815,11 @@ impl<C> Driver<C> {
             return;
         };
         named.peer = Some(addr);
+        if let Some(lookup) = dial.lookup {
+            // Won on a partial answer: the rest of it is not needed.
+            self.names.resolver.cancel(lookup);
+            self.names.lookups.remove(&lookup);
+        }
         for other in dial.attempts.iter().filter(|&&a| a != index) {
             // Closing the descriptor also removes it from epoll.
             self.names.aux.try_remove(*other as usize);
