@@ -104,7 +104,10 @@ pub struct Config {
     /// The resolver configuration file for requests [by
     /// name](crate::Request::host): name servers, search list, `ndots`,
     /// `timeout`, `attempts`, `rotate` (see the README's "Host names").
-    /// Read once, by [`Reactor::new`](crate::Reactor::new). A missing file
+    /// Read by [`Reactor::new`](crate::Reactor::new), and again when it
+    /// changes (checked by its modification time, size and inode at most
+    /// once a second, on a lookup; a file that cannot be read then keeps
+    /// the last good text). A missing file
     /// means glibc's defaults (a server on 127.0.0.1, port 53, no search
     /// list, `ndots:1 timeout:5 attempts:2`); lines it does not understand
     /// are skipped, as glibc skips them. The `RES_OPTIONS` environment
@@ -116,8 +119,9 @@ pub struct Config {
     /// still apply), with their ports: at most 3 are used, as glibc does.
     /// Default empty: the file's.
     pub nameservers: Vec<SocketAddr>,
-    /// The hosts file, looked up before DNS. Read once, by
-    /// [`Reactor::new`](crate::Reactor::new); a missing file means no
+    /// The hosts file, looked up before DNS. Read by
+    /// [`Reactor::new`](crate::Reactor::new), and again when it changes,
+    /// as [`resolv_conf`](Config::resolv_conf) is; a missing file means no
     /// entries (`localhost` still answers `::1` and `127.0.0.1`, RFC 6761).
     /// Default `/etc/hosts`.
     pub hosts_file: PathBuf,

@@ -4,6 +4,7 @@
 //! driver its registry for each call that may open a socket. Host names
 //! (the resolver's sockets, Happy Eyeballs) are in [`names`].
 
+mod files;
 pub(super) mod names;
 
 use std::borrow::Cow;

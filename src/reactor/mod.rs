@@ -55,8 +55,9 @@ impl<C> Reactor<C> {
     /// than one core, run one reactor per thread (see the crate docs).
     ///
     /// Reads the resolver's files ([`Config::resolv_conf`] and
-    /// [`Config::hosts_file`]) once, here: a missing file means its
-    /// defaults. Changes to them later are not seen by this reactor.
+    /// [`Config::hosts_file`]) here: a missing file means its defaults.
+    /// A file that changes later is read again at the next lookup, at
+    /// most once a second (see the README's "Host names").
     ///
     /// # Errors
     ///

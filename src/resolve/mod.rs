@@ -93,8 +93,9 @@
 //! - [`Resolver::poll_timeout`]: when to call `handle_timeout` next.
 //!
 //! The driver also provides the inputs of [`ResolverConfig`]: the text of
-//! `/etc/resolv.conf` and `/etc/hosts` (read once; re-reading on change is
-//! the driver's policy) and a 128-bit seed from the operating system's
+//! `/etc/resolv.conf` and `/etc/hosts` (read again when they change, by the
+//! driver's policy, and handed over with [`Resolver::set_conf`] and
+//! [`Resolver::set_hosts`]) and a 128-bit seed from the operating system's
 //! random source (`getrandom(2)`), which keys the query ids.
 //!
 //! # Limits and costs
@@ -365,6 +366,19 @@ impl Resolver {
             rotation: 0,
             resolution_delay: config.resolution_delay,
         }
+    }
+
+    /// Replaces the resolv.conf in use (the driver read it again). Tries
+    /// under way finish with the servers they went to; later tries, and
+    /// later resolutions, use the new one. The cache is kept.
+    pub(crate) fn set_conf(&mut self, conf: ResolvConf) {
+        self.conf = conf;
+    }
+
+    /// Replaces the hosts table in use (the driver read the file again):
+    /// the next lookup sees it.
+    pub(crate) fn set_hosts(&mut self, hosts: Hosts) {
+        self.hosts = hosts;
     }
 
     // ----- inputs ------------------------------------------------------

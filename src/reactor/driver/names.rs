@@ -74,6 +74,7 @@ use mio::net::{TcpStream, UdpSocket};
 use mio::{Interest, Token};
 use slab::Slab;
 
+use super::files::ResolverFiles;
 use super::{CALLER_BIT, Driver, SocketEntry, connect_result, token};
 use crate::config::Config;
 use crate::error::{ConnectError, Error, Function};
@@ -119,6 +120,8 @@ pub(in crate::reactor) struct Names {
     /// Addresses of connections by name closed since the last tick's
     /// lifecycle events, so that their `Closed` events can name them.
     closed_peers: Vec<(SlotId, SocketAddr)>,
+    /// `resolv.conf` and the hosts file, read again when they change.
+    files: ResolverFiles,
 }
 
 struct Aux {
@@ -197,21 +200,10 @@ impl Names {
     /// are not UTF-8 are read as replacement characters, so the lines
     /// they are on are skipped.
     pub(in crate::reactor) fn new(config: &Config) -> Result<Names, Error> {
-        let conf = read_optional(&config.resolv_conf, "resolv_conf")?;
-        let hosts = read_optional(&config.hosts_file, "hosts_file")?;
-        let mut rc = ResolverConfig::from_text(&conf, &hosts, net::random_seed());
-        if let Some(options) = std::env::var_os("RES_OPTIONS") {
-            // As glibc: the environment's options override the file's.
-            rc.conf.apply_options(&options.to_string_lossy());
-        }
-        if !config.nameservers.is_empty() {
-            rc.conf.nameservers = config
-                .nameservers
-                .iter()
-                .take(crate::resolve::MAX_NAMESERVERS)
-                .copied()
-                .collect();
-        }
+        let (files, conf, hosts) = ResolverFiles::load(config)?;
+        let mut rc = ResolverConfig::from_text("", "", net::random_seed());
+        rc.conf = conf;
+        rc.hosts = hosts;
         rc.cache_capacity = config.dns_cache_size;
         rc.ttl = TtlPolicy {
             ttl_floor: millis_ceil(config.dns_ttl_floor),
@@ -230,6 +222,7 @@ impl Names {
             buf: Vec::new(),
             dirty: false,
             closed_peers: Vec::new(),
+            files,
         })
     }
 
@@ -487,23 +480,6 @@ fn open_udp(server: SocketAddr, payload: &[u8]) -> io::Result<UdpSocket> {
     Ok(socket)
 }
 
-/// The text of `path`, or none if it does not exist. A file that is there
-/// but cannot be read is the config's fault; running out of descriptors or
-/// memory is the system's.
-fn read_optional(path: &std::path::Path, field: &'static str) -> Result<String, Error> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-        Err(e) => match e.raw_os_error() {
-            Some(libc::ENOENT | libc::ENOTDIR) => Ok(String::new()),
-            Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS) => Err(Error::Io(e)),
-            _ => Err(Error::InvalidConfig {
-                field,
-                reason: "names a file that exists but cannot be read",
-            }),
-        },
-    }
-}
-
 impl Dial {
     /// Adds the addresses of a fuller answer that are not in the list yet:
     /// those tried stay first, the rest follow in the fuller answer's Happy
@@ -555,6 +531,7 @@ impl<C> Driver<C> {
         let Host::Name(name) = &target.host else {
             return;
         };
+        self.names.files.check(now, &mut self.names.resolver);
         let lookup = match self.names.resolver.lookup(name, now) {
             Ok(lookup) => lookup,
             Err(e) => {
