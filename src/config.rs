@@ -151,6 +151,15 @@ pub struct Config {
     /// Default 50 ms (the RFC's recommendation); 0 connects as soon as
     /// either family is in.
     pub happy_eyeballs_resolution_delay: Duration,
+    /// Keep the answers of names in use fresh: while a host name has
+    /// connections (idle or lent), its answer is looked up again in the
+    /// background when its TTL runs out (at most once per
+    /// [`dns_ttl_floor`](Config::dns_ttl_floor)), and its connections to
+    /// addresses that left the answer are closed with
+    /// [`AddressGone`](crate::CloseReason::AddressGone): idle ones at
+    /// once, lent ones when freed. A refresh that fails changes nothing
+    /// and is tried again one floor later. Default on.
+    pub dns_refresh: bool,
 }
 
 impl Default for Config {
@@ -181,6 +190,7 @@ impl Default for Config {
             dns_negative_ttl_cap: Duration::from_secs(30),
             happy_eyeballs_delay: Duration::from_millis(250),
             happy_eyeballs_resolution_delay: Duration::from_millis(50),
+            dns_refresh: true,
         }
     }
 }
@@ -344,6 +354,13 @@ impl Config {
     #[must_use]
     pub fn with_happy_eyeballs_delay(mut self, d: Duration) -> Self {
         self.happy_eyeballs_delay = d;
+        self
+    }
+
+    /// Sets [`dns_refresh`](Config::dns_refresh).
+    #[must_use]
+    pub fn with_dns_refresh(mut self, on: bool) -> Self {
+        self.dns_refresh = on;
         self
     }
 

@@ -238,6 +238,11 @@ pub(crate) struct Answer {
     /// (RFC 8305 §3): a second answer, with every address, follows (or
     /// none, if the lookup is cancelled first).
     pub(crate) partial: bool,
+    /// When the addresses' lifetime ends (the cache's expiry for them):
+    /// the time to ask again for a name kept in use. `Millis::MAX` for
+    /// the hosts file, `localhost` and IP literals, which do not expire;
+    /// 0 for a partial answer or a failure.
+    pub(crate) expires: Millis,
 }
 
 /// A caller's interest in a resolution.
@@ -412,8 +417,9 @@ impl Resolver {
             a.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
             return Ok(self.answer_now(Ok(a)));
         }
-        if let Some(cached) = self.cache.get(name, now) {
-            return Ok(self.answer_now(cached));
+        if let Some((cached, expires)) = self.cache.get_entry(name, now) {
+            let expires = if cached.is_ok() { expires } else { 0 };
+            return Ok(self.answer_expiring(cached, expires));
         }
         let hash = hash_name(&self.hasher, name);
         let resolutions = &self.resolutions;
@@ -467,6 +473,7 @@ impl Resolver {
                 lookup: id,
                 result: Ok(addresses),
                 partial: true,
+                expires: 0,
             });
         }
         // Started after the interest joined: a resolution that ends at once
@@ -851,6 +858,7 @@ impl Resolver {
                     lookup: id,
                     result: Ok(addresses),
                     partial: true,
+                    expires: 0,
                 });
             }
         }
@@ -974,10 +982,11 @@ impl Resolver {
             self.queries.iter().all(|(_, q)| q.resolution != r),
             "resolution {r} finished with a try open"
         );
+        let expires = now.saturating_add(lifetime);
         if lifetime > 0 {
-            self.cache
-                .insert(&res.name, result, now.saturating_add(lifetime), now);
+            self.cache.insert(&res.name, result, expires, now);
         }
+        let expires = if result.is_ok() { expires } else { 0 };
         for id in res.interests {
             if let Some(interest) = self
                 .interests
@@ -989,6 +998,7 @@ impl Resolver {
                     lookup: id,
                     result,
                     partial: false,
+                    expires,
                 });
             }
         }
@@ -996,13 +1006,24 @@ impl Resolver {
 
     // ----- bookkeeping -------------------------------------------------
 
-    /// A lookup decided at once: its answer is queued.
+    /// A lookup decided at once by what does not expire (the hosts file,
+    /// `localhost`, an IP literal): its answer is queued.
     fn answer_now(&mut self, result: Result<Addresses, ResolveError>) -> LookupId {
+        self.answer_expiring(result, Millis::MAX)
+    }
+
+    /// A lookup decided at once, by an answer that expires at `expires`.
+    fn answer_expiring(
+        &mut self,
+        result: Result<Addresses, ResolveError>,
+        expires: Millis,
+    ) -> LookupId {
         let lookup = self.new_interest(None);
         self.answers.push_back(Answer {
             lookup,
             result,
             partial: false,
+            expires,
         });
         lookup
     }

@@ -548,6 +548,7 @@ fn each_try_waits_timeout_then_the_next_server_then_times_out() {
             lookup: id,
             result: Err(ResolveError::TimedOut),
             partial: false,
+            expires: 0,
         }
     );
     assert_eq!(h.r.poll_timeout(), None);
@@ -599,6 +600,7 @@ fn server_failure_moves_to_the_next_server_at_once() {
             lookup: id,
             result: Err(ResolveError::ServerFailure),
             partial: false,
+            expires: 0,
         }
     );
     // Failures are not cached.
@@ -640,6 +642,7 @@ fn no_name_server_at_all_answers_unreachable_at_once() {
             lookup: id,
             result: Err(ResolveError::Unreachable { errno: None }),
             partial: false,
+            expires: 0,
         }
     );
 }
@@ -684,6 +687,29 @@ fn an_answer_is_cached_until_its_smallest_ttl() {
     h.at(1_000 + 60_000);
     h.lookup("example.com");
     assert_eq!(h.transmits().len(), 2, "expired at the TTL");
+}
+
+#[test]
+fn an_answer_says_when_it_expires_for_a_refresh() {
+    let mut h = Harness::with(ResolverConfig::from_text(
+        "",
+        "192.0.2.9 pinned.example\n",
+        1,
+    ));
+    h.at(1_000);
+    h.lookup("example.com");
+    let t = h.transmits();
+    h.reply_all(&t, &Resp::ips(&[V6, V4], 60));
+    assert_eq!(h.answer().expires, 61_000, "the cache's expiry");
+    h.at(2_000);
+    h.lookup("example.com");
+    assert_eq!(h.answer().expires, 61_000, "a cache hit: the same");
+    h.lookup("pinned.example");
+    assert_eq!(
+        h.answer().expires,
+        Millis::MAX,
+        "the hosts file does not expire"
+    );
 }
 
 #[test]

@@ -66,6 +66,8 @@
 //! socket; one sent to a name server opens a socket per try (a fresh
 //! random source port each, see the resolver's anti-spoofing).
 
+mod refresh;
+
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -82,7 +84,7 @@ use crate::net;
 use crate::pool::{Phase, SlotId};
 use crate::request::Host;
 use crate::resolve::{
-    Addresses, LookupId, Proto, QueryId, ResolveError, Resolver, ResolverConfig, Transmit,
+    Addresses, Answer, LookupId, Proto, QueryId, ResolveError, Resolver, ResolverConfig, Transmit,
     TtlPolicy,
 };
 use crate::time::{Millis, millis_ceil};
@@ -109,8 +111,11 @@ pub(in crate::reactor) struct Names {
     queries: HashMap<QueryId, u32>,
     /// The slot each pending lookup dials for.
     lookups: HashMap<LookupId, SlotId>,
-    /// Happy Eyeballs: when a dialling slot starts its next attempt.
-    timers: Wheel<SlotId>,
+    /// Happy Eyeballs: when a dialling slot starts its next attempt; and
+    /// when a watched name is looked up again.
+    timers: Wheel<NameTimer>,
+    /// Names with connections, refreshed while in use.
+    watches: refresh::Watches,
     /// [`Config::happy_eyeballs_delay`], in milliseconds.
     delay: Millis,
     /// For datagrams and TCP reads; allocated on first use.
@@ -122,6 +127,15 @@ pub(in crate::reactor) struct Names {
     closed_peers: Vec<(SlotId, SocketAddr)>,
     /// `resolv.conf` and the hosts file, read again when they change.
     files: ResolverFiles,
+}
+
+/// What a deadline on the names wheel is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NameTimer {
+    /// A dialling slot's next Happy Eyeballs attempt.
+    Attempt(SlotId),
+    /// A watched name's refresh, by its watch.
+    Refresh(u32),
 }
 
 struct Aux {
@@ -157,6 +171,8 @@ pub(super) struct Named {
     generation: u32,
     /// The address the winning attempt reached.
     peer: Option<SocketAddr>,
+    /// The watch of its name it counts in, once connected (refresh on).
+    watch: Option<u32>,
     /// Until an attempt wins.
     dial: Option<Dial>,
 }
@@ -186,6 +202,9 @@ pub(super) struct Dial {
     timer: Option<TimerKey>,
     /// Why the last attempt failed: the outcome if all fail.
     last_error: Option<ConnectError>,
+    /// The answer dialled on, and when it expires (0: a partial one).
+    answer: Addresses,
+    expires: Millis,
 }
 
 impl Names {
@@ -218,6 +237,7 @@ impl Names {
             queries: HashMap::new(),
             lookups: HashMap::new(),
             timers: Wheel::new(),
+            watches: refresh::Watches::new(config.dns_refresh, millis_ceil(config.dns_ttl_floor)),
             delay: millis_ceil(config.happy_eyeballs_delay),
             buf: Vec::new(),
             dirty: false,
@@ -252,6 +272,9 @@ impl Names {
     pub(super) fn closed(&mut self, slot: SlotId, named: Named) {
         if let Some(dial) = named.dial {
             self.abandon(dial);
+        }
+        if let Some(w) = named.watch {
+            self.unwatch(w);
         }
         if let Some(peer) = named.peer {
             self.closed_peers.push((slot, peer));
@@ -547,6 +570,7 @@ impl<C> Driver<C> {
             named: Some(Box::new(Named {
                 generation: slot.generation,
                 peer: None,
+                watch: None,
                 dial: Some(Dial {
                     lookup: Some(lookup),
                     port,
@@ -556,6 +580,8 @@ impl<C> Driver<C> {
                     attempts: Vec::new(),
                     timer: None,
                     last_error: None,
+                    answer: Addresses::EMPTY,
+                    expires: 0,
                 }),
             })),
             ..SocketEntry::default()
@@ -583,6 +609,21 @@ impl<C> Driver<C> {
                 continue;
             }
             if let Some(answer) = self.names.resolver.poll_answer() {
+                if let Some(w) = self.names.watches.refresh_of(answer.lookup) {
+                    // A refresh uses the full answer only.
+                    if !answer.partial
+                        && self.names.refreshed(
+                            w,
+                            answer.lookup,
+                            answer.result,
+                            answer.expires,
+                            now,
+                        )
+                    {
+                        self.retire_moved(w, now);
+                    }
+                    continue;
+                }
                 // A partial answer leaves the lookup pending: its slot
                 // hears from it again.
                 let slot = if answer.partial {
@@ -591,7 +632,7 @@ impl<C> Driver<C> {
                     self.names.lookups.remove(&answer.lookup)
                 };
                 if let Some(slot) = slot {
-                    self.answered(registry, slot, answer.result, answer.partial, now);
+                    self.answered(registry, slot, answer, now);
                 }
                 continue;
             }
@@ -602,19 +643,17 @@ impl<C> Driver<C> {
     /// A slot's lookup is answered: fail it, or start dialling. A partial
     /// answer (one family, RFC 8305 §3) starts the dial; the full answer
     /// after it adds the other family's addresses to the race.
-    fn answered(
-        &mut self,
-        registry: &mio::Registry,
-        slot: SlotId,
-        result: Result<Addresses, ResolveError>,
-        partial: bool,
-        now: Millis,
-    ) {
+    fn answered(&mut self, registry: &mio::Registry, slot: SlotId, answer: Answer, now: Millis) {
         let Some(dial) = self.dial_mut(slot) else {
             return;
         };
-        if !partial {
+        let result = answer.result;
+        if !answer.partial {
             dial.lookup = None;
+        }
+        if let Ok(addresses) = result {
+            dial.answer.extend(&addresses);
+            dial.expires = answer.expires;
         }
         if !dial.addrs.is_empty() {
             // Dialling on a partial answer already.
@@ -627,7 +666,7 @@ impl<C> Driver<C> {
                 // Every earlier address is in flight: the new ones join
                 // the race one delay from now.
                 let deadline = now.saturating_add(self.names.delay);
-                let timer = self.names.timers.insert(deadline, slot);
+                let timer = self.names.timers.insert(deadline, NameTimer::Attempt(slot));
                 if let Some(dial) = self.dial_mut(slot) {
                     dial.timer = Some(timer);
                 }
@@ -697,7 +736,7 @@ impl<C> Driver<C> {
             dial.attempts.push(index);
             if dial.next < dial.addrs.len() {
                 let deadline = now.saturating_add(self.names.delay);
-                dial.timer = Some(self.names.timers.insert(deadline, slot));
+                dial.timer = Some(self.names.timers.insert(deadline, NameTimer::Attempt(slot)));
             }
             return;
         }
@@ -792,6 +831,7 @@ impl<C> Driver<C> {
             return;
         };
         named.peer = Some(addr);
+        let (answer, expires) = (dial.answer, dial.expires);
         if let Some(lookup) = dial.lookup {
             // Won on a partial answer: the rest of it is not needed.
             self.names.resolver.cancel(lookup);
@@ -813,7 +853,41 @@ impl<C> Driver<C> {
         let entry = self.entry(slot.index);
         entry.stream = Some(stream);
         entry.connected = true;
+        self.join_watch(slot, addr, answer, expires, now);
         self.connecting_ready(slot, event, now);
+    }
+
+    /// A connection by name reached `addr`, dialled on `answer`: it counts
+    /// in its name's watch (refresh on). If the name's answer is newer and
+    /// lacks `addr`, the connection is retired at once (it serves its
+    /// request, and closes when freed).
+    fn join_watch(
+        &mut self,
+        slot: SlotId,
+        addr: SocketAddr,
+        answer: Addresses,
+        expires: Millis,
+        now: Millis,
+    ) {
+        let Some(Host::Name(name)) = self.pool.target(slot).map(|t| &t.host) else {
+            return;
+        };
+        let Some((w, changed)) = self.names.watch(name, answer, expires, now) else {
+            return;
+        };
+        if let Some(named) = self
+            .sockets
+            .get_mut(slot.index as usize)
+            .and_then(|e| e.named.as_deref_mut())
+        {
+            named.watch = Some(w);
+        }
+        if changed {
+            self.retire_moved(w, now);
+        }
+        if !self.names.still_answered(w, addr) {
+            self.pool.handle_address_gone(slot, now);
+        }
     }
 
     /// The dial of `slot`, if it is still connecting and dialling.
@@ -840,14 +914,24 @@ impl<C> Driver<C> {
         floor: Millis,
         now: Millis,
     ) {
+        // A watched name's refresh deadline is set for as long as it has
+        // connections: most ticks have nothing due.
+        if self.names.poll_timeout().is_none_or(|t| t > floor) {
+            return;
+        }
         self.names.resolver.handle_timeout(floor);
         self.names.dirty = true;
-        while let Some((_, slot)) = self.names.timers.poll(floor) {
-            let Some(dial) = self.dial_mut(slot) else {
-                continue;
-            };
-            dial.timer = None;
-            self.next_attempt(registry, slot, now);
+        while let Some((_, timer)) = self.names.timers.poll(floor) {
+            match timer {
+                NameTimer::Attempt(slot) => {
+                    let Some(dial) = self.dial_mut(slot) else {
+                        continue;
+                    };
+                    dial.timer = None;
+                    self.next_attempt(registry, slot, now);
+                }
+                NameTimer::Refresh(w) => self.names.refresh_due(w, now),
+            }
         }
     }
 }
