@@ -735,6 +735,27 @@ fn an_unanswered_a_query_does_not_hold_an_aaaa_answer() {
     eprintln!("connected {took:?} after allocate");
 }
 
+/// With an IPv4 bind address, an early AAAA answer has nothing usable:
+/// the dial waits for A instead of failing.
+#[test]
+fn an_early_answer_of_the_other_family_than_the_bind_address_waits_for_the_rest() {
+    let dns = DnsServer::start();
+    dns.set(
+        "bound4.test",
+        Zone::addresses(&[V4], &[V6], 60).delayed_for(RecordType::A, Duration::from_millis(200)),
+    );
+    let server = Server::start();
+    let dir = TempDir::new("names");
+    let mut ka: Reactor<u32> = reactor(config(&dns, &dir, SLOW_RESOLVER, ""));
+    let mut events = Events::new();
+    ka.allocate(by_name("bound4.test", server.port(), 1).bind_address(V4.into()))
+        .unwrap();
+    let conn = wait_outcome(&mut ka, &mut events)
+        .result
+        .expect("connected on the A answer");
+    assert_eq!(conn.peer_addr(), SocketAddr::new(V4.into(), server.port()));
+}
+
 /// An AAAA answer that comes after the dial began on A joins the race: a
 /// refused IPv4 address does not fail the request while AAAA is awaited.
 #[test]

@@ -688,6 +688,10 @@ impl<C> Driver<C> {
                 return;
             }
         };
+        if addrs.is_empty() && answer.partial {
+            // None of the bind address's family yet: the rest may have some.
+            return;
+        }
         if addrs.is_empty() {
             let e = ConnectError::resolve(ResolveError::NoUsableAddress);
             self.pool.handle_connect_failed(slot, e, now);
