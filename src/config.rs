@@ -104,7 +104,10 @@ pub struct Config {
     /// The resolver configuration file for requests [by
     /// name](crate::Request::host): name servers, search list, `ndots`,
     /// `timeout`, `attempts`, `rotate` (see the README's "Host names").
-    /// Read once, by [`Reactor::new`](crate::Reactor::new). A missing file
+    /// Read by [`Reactor::new`](crate::Reactor::new), and again when it
+    /// changes (checked by its modification time, size and inode at most
+    /// once a second, on a lookup; a file that cannot be read then keeps
+    /// the last good text). A missing file
     /// means glibc's defaults (a server on 127.0.0.1, port 53, no search
     /// list, `ndots:1 timeout:5 attempts:2`); lines it does not understand
     /// are skipped, as glibc skips them. The `RES_OPTIONS` environment
@@ -116,8 +119,9 @@ pub struct Config {
     /// still apply), with their ports: at most 3 are used, as glibc does.
     /// Default empty: the file's.
     pub nameservers: Vec<SocketAddr>,
-    /// The hosts file, looked up before DNS. Read once, by
-    /// [`Reactor::new`](crate::Reactor::new); a missing file means no
+    /// The hosts file, looked up before DNS. Read by
+    /// [`Reactor::new`](crate::Reactor::new), and again when it changes,
+    /// as [`resolv_conf`](Config::resolv_conf) is; a missing file means no
     /// entries (`localhost` still answers `::1` and `127.0.0.1`, RFC 6761).
     /// Default `/etc/hosts`.
     pub hosts_file: PathBuf,
@@ -139,6 +143,23 @@ pub struct Config {
     /// in parallel. Default 250 ms (the RFC's recommendation); at least
     /// 10 ms (its minimum).
     pub happy_eyeballs_delay: Duration,
+    /// Happy Eyeballs' resolution delay (RFC 8305 §3): when a name's A
+    /// answer comes before its AAAA answer, how long to wait for AAAA
+    /// before connecting to the IPv4 addresses alone; AAAA addresses that
+    /// come later join the race. An AAAA answer that comes first is used
+    /// at once, and a family that fails or times out is not waited for.
+    /// Default 50 ms (the RFC's recommendation); 0 connects as soon as
+    /// either family is in.
+    pub happy_eyeballs_resolution_delay: Duration,
+    /// Keep the answers of names in use fresh: while a host name has
+    /// connections (idle or lent), its answer is looked up again in the
+    /// background when its TTL runs out (at most once per
+    /// [`dns_ttl_floor`](Config::dns_ttl_floor)), and its connections to
+    /// addresses that left the answer are closed with
+    /// [`AddressGone`](crate::CloseReason::AddressGone): idle ones at
+    /// once, lent ones when freed. A refresh that fails changes nothing
+    /// and is tried again one floor later. Default on.
+    pub dns_refresh: bool,
 }
 
 impl Default for Config {
@@ -168,6 +189,8 @@ impl Default for Config {
             dns_ttl_cap: Duration::from_secs(3600),
             dns_negative_ttl_cap: Duration::from_secs(30),
             happy_eyeballs_delay: Duration::from_millis(250),
+            happy_eyeballs_resolution_delay: Duration::from_millis(50),
+            dns_refresh: true,
         }
     }
 }
@@ -334,6 +357,20 @@ impl Config {
         self
     }
 
+    /// Sets [`dns_refresh`](Config::dns_refresh).
+    #[must_use]
+    pub fn with_dns_refresh(mut self, on: bool) -> Self {
+        self.dns_refresh = on;
+        self
+    }
+
+    /// Sets [`happy_eyeballs_resolution_delay`](Config::happy_eyeballs_resolution_delay).
+    #[must_use]
+    pub fn with_happy_eyeballs_resolution_delay(mut self, d: Duration) -> Self {
+        self.happy_eyeballs_resolution_delay = d;
+        self
+    }
+
     /// Makes `scheme` a TLS scheme too (besides `https`).
     pub fn with_tls_scheme(mut self, scheme: impl Into<Cow<'static, str>>) -> Self {
         self.tls_schemes.push(scheme.into());
@@ -427,6 +464,10 @@ impl Config {
             ("dns_ttl_cap", self.dns_ttl_cap),
             ("dns_negative_ttl_cap", self.dns_negative_ttl_cap),
             ("happy_eyeballs_delay", self.happy_eyeballs_delay),
+            (
+                "happy_eyeballs_resolution_delay",
+                self.happy_eyeballs_resolution_delay,
+            ),
         ] {
             if too_long(d) {
                 return bad(field, "must be below 10 years");

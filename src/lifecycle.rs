@@ -44,11 +44,16 @@ pub enum CloseReason {
     /// It came back unfit to pool: closed by the caller, EOF or an error
     /// seen, unread data, or unsent TLS data.
     ReturnedUnusable,
+    /// Its target is a host name whose refreshed answer no longer holds
+    /// the address it reached (see
+    /// [`dns_refresh`](crate::Config::dns_refresh)): closed at once while
+    /// idle, when it comes back while lent.
+    AddressGone,
 }
 
 impl CloseReason {
     /// Every reason, in the order of [`index`](CloseReason::index).
-    pub const ALL: [CloseReason; 12] = [
+    pub const ALL: [CloseReason; 13] = [
         CloseReason::ConnectFailed,
         CloseReason::ConnectTimedOut,
         CloseReason::KeepAliveExpired,
@@ -61,6 +66,7 @@ impl CloseReason {
         CloseReason::Purged,
         CloseReason::Shutdown,
         CloseReason::ReturnedUnusable,
+        CloseReason::AddressGone,
     ];
 
     /// A dense index, for counting by reason.
@@ -79,6 +85,7 @@ impl CloseReason {
             CloseReason::Purged => 9,
             CloseReason::Shutdown => 10,
             CloseReason::ReturnedUnusable => 11,
+            CloseReason::AddressGone => 12,
         }
     }
 
@@ -98,6 +105,7 @@ impl CloseReason {
             CloseReason::Purged => "purged",
             CloseReason::Shutdown => "shutdown",
             CloseReason::ReturnedUnusable => "returned_unusable",
+            CloseReason::AddressGone => "address_gone",
         }
     }
 }

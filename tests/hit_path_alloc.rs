@@ -286,3 +286,52 @@ fn a_pool_hit_by_host_name_allocates_nothing_either() {
     assert_eq!(n, 0, "allocations over 1000 cycles by name");
     server.assert_accepted(1);
 }
+
+/// A name from DNS is watched for refresh while it has connections: its
+/// refresh deadline sits on the wheel, and the hit path still allocates
+/// nothing (the refresh runs on its deadline, never on a checkout).
+#[test]
+fn a_pool_hit_by_a_refreshed_dns_name_allocates_nothing() {
+    use common::dns::{DnsServer, Zone};
+    let dns = DnsServer::start();
+    dns.set(
+        "watched.test",
+        Zone::addresses(&[std::net::Ipv4Addr::LOCALHOST], &[], 600),
+    );
+    let server = Server::start();
+    let dir = TempDir::new("hit-by-dns-name");
+    let mut ka = reactor::<u64>(
+        Config::default()
+            .with_hosts_file(dir.file("hosts", ""))
+            .with_resolv_conf(dir.path.join("absent"))
+            .with_nameservers(vec![dns.addr])
+            .with_dns_refresh(true),
+    );
+    let mut events = Events::with_capacity(8);
+    let port = server.port();
+    let by_name = |n: u64| keepalive::Request::host("http", "watched.test", port, n);
+    let conn = connect(&mut ka, &mut events, by_name(0));
+    ka.free(conn).unwrap();
+    let mut cycle = |ka: &mut keepalive::Reactor<u64>| {
+        ka.allocate(by_name(1)).unwrap();
+        loop {
+            ka.poll_events(&mut events).unwrap();
+            if let Some(Event::Outcome(o)) = events.drain().next() {
+                let conn = o.result.unwrap();
+                assert_eq!(conn.from_cache(), Some(FromCache::Immediate));
+                ka.free(conn).unwrap();
+                return;
+            }
+        }
+    };
+    for _ in 0..100 {
+        cycle(&mut ka);
+    }
+    let ((), n) = counting(|| {
+        for _ in 0..1000 {
+            cycle(&mut ka);
+        }
+    });
+    assert_eq!(n, 0, "allocations over 1000 cycles by a watched name");
+    server.assert_accepted(1);
+}

@@ -403,6 +403,95 @@ fn a_cached_answer_is_used_until_its_ttl_runs_out() {
     server.assert_accepted(3);
 }
 
+/// A program that does other work between polls: its next connection by
+/// name is made with an answer whose lifetime ran out during the pause.
+/// The answer is judged by the time of the `allocate`, not by the last
+/// poll's (issue 16's third symptom: the expired answer was used unasked).
+#[test]
+fn a_cached_answer_that_expired_during_a_pause_without_polls_is_asked_again() {
+    let dns = DnsServer::start();
+    // TTL 0, kept for the floor: 200 ms (the NODATA for AAAA may be
+    // cached for longer, so it does not shorten that).
+    dns.set(
+        "pause.test",
+        Zone {
+            negative_ttl: Some(60),
+            ..Zone::addresses(&[V4], &[], 0)
+        },
+    );
+    let server = Server::start();
+    let dir = TempDir::new("names");
+    let floor = Duration::from_millis(200);
+    let mut ka: Reactor<u32> =
+        reactor(config(&dns, &dir, "timeout:5 attempts:1", "").with_dns_ttl(
+            floor,
+            Duration::from_secs(3600),
+            Duration::from_secs(30),
+        ));
+    let mut events = Events::new();
+    let conn = connect(
+        &mut ka,
+        &mut events,
+        by_name("pause.test", server.port(), 1),
+    );
+    assert_eq!(dns.queries("pause.test", RecordType::A), 1);
+    conn.close();
+    // The program works elsewhere, no poll, past the answer's lifetime
+    // (the answer came before the connection did).
+    std::thread::sleep(floor + Duration::from_millis(100));
+    ka.allocate(by_name("pause.test", server.port(), 2))
+        .unwrap();
+    let outcome = wait_outcome(&mut ka, &mut events);
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result.err());
+    assert_eq!(
+        dns.queries("pause.test", RecordType::A),
+        2,
+        "the answer had expired when the connect was decided: asked again"
+    );
+}
+
+/// The same for a waiter's connect, started by a connection closed after a
+/// pause (taken back at the next poll, before its clock read): it asks
+/// again for an answer that expired during the pause.
+#[test]
+fn a_connect_started_by_a_close_after_a_pause_judges_the_answer_by_then() {
+    let dns = DnsServer::start();
+    dns.set(
+        "freed.test",
+        Zone {
+            negative_ttl: Some(60),
+            ..Zone::addresses(&[V4], &[], 0)
+        },
+    );
+    let server = Server::start();
+    let dir = TempDir::new("names");
+    let floor = Duration::from_millis(200);
+    let mut ka: Reactor<u32> = reactor(
+        config(&dns, &dir, "timeout:5 attempts:1", "")
+            .with_max_per_host(1)
+            .with_dns_ttl(floor, Duration::from_secs(3600), Duration::from_secs(30)),
+    );
+    let mut events = Events::new();
+    let conn = connect(
+        &mut ka,
+        &mut events,
+        by_name("freed.test", server.port(), 1),
+    );
+    // Waits for the one connection the key may have.
+    ka.allocate(by_name("freed.test", server.port(), 2))
+        .unwrap();
+    std::thread::sleep(floor + Duration::from_millis(100));
+    conn.close();
+    let outcome = wait_outcome(&mut ka, &mut events);
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result.err());
+    assert_eq!(outcome.context, 2);
+    assert_eq!(
+        dns.queries("freed.test", RecordType::A),
+        2,
+        "the answer had expired when the close started the connect"
+    );
+}
+
 #[test]
 fn deallocating_during_a_lookup_leaves_an_orphan_that_idles() {
     let dns = DnsServer::start();
@@ -583,6 +672,110 @@ fn tls_by_name_checks_the_certificate_against_the_name() {
 }
 
 // ----- Happy Eyeballs ------------------------------------------------------
+
+/// A resolv.conf whose tries wait 30 s: a lookup held by an unanswered
+/// family would outlast every request timeout below.
+const SLOW_RESOLVER: &str = "timeout:30 attempts:1";
+
+/// Allocates `name` with a 3 s timeout and returns the outcome and how
+/// long it took.
+fn timed_outcome(
+    ka: &mut Reactor<u32>,
+    name: &'static str,
+    port: u16,
+) -> (keepalive::Outcome<u32>, Duration) {
+    let mut events = Events::new();
+    let start = Instant::now();
+    ka.allocate(by_name(name, port, 1).timeout(Duration::from_secs(3)))
+        .unwrap();
+    let outcome = wait_outcome(ka, &mut events);
+    (outcome, start.elapsed())
+}
+
+/// RFC 8305 §3 (issue 16's second symptom): a server that drops AAAA
+/// queries costs the resolution delay (50 ms), not the resolver's timeout.
+#[test]
+fn an_unanswered_aaaa_query_costs_the_resolution_delay_not_the_timeout() {
+    let dns = DnsServer::start();
+    dns.set(
+        "noaaaa.test",
+        Zone::addresses(&[V4], &[V6], 60).silent_for(RecordType::AAAA),
+    );
+    let server = Server::start();
+    let dir = TempDir::new("names");
+    let mut ka: Reactor<u32> = reactor(config(&dns, &dir, SLOW_RESOLVER, ""));
+    let (outcome, took) = timed_outcome(&mut ka, "noaaaa.test", server.port());
+    let conn = outcome
+        .result
+        .expect("connected on the A answer, within the request's 3 s");
+    assert_eq!(conn.peer_addr(), SocketAddr::new(V4.into(), server.port()));
+    assert_eq!(dns.queries("noaaaa.test", RecordType::AAAA), 1);
+    eprintln!("connected {took:?} after allocate (resolution delay 50 ms)");
+}
+
+/// The other order: A never answered, AAAA answered, connects at once.
+#[test]
+fn an_unanswered_a_query_does_not_hold_an_aaaa_answer() {
+    if !ipv6() {
+        return;
+    }
+    let dns = DnsServer::start();
+    dns.set(
+        "noa.test",
+        Zone::addresses(&[V4], &[V6], 60).silent_for(RecordType::A),
+    );
+    let server = Server::start_on(V6.into());
+    let dir = TempDir::new("names");
+    let mut ka: Reactor<u32> = reactor(config(&dns, &dir, SLOW_RESOLVER, ""));
+    let (outcome, took) = timed_outcome(&mut ka, "noa.test", server.port());
+    let conn = outcome
+        .result
+        .expect("connected on the AAAA answer, within the request's 3 s");
+    assert_eq!(conn.peer_addr(), SocketAddr::new(V6.into(), server.port()));
+    eprintln!("connected {took:?} after allocate");
+}
+
+/// With an IPv4 bind address, an early AAAA answer has nothing usable:
+/// the dial waits for A instead of failing.
+#[test]
+fn an_early_answer_of_the_other_family_than_the_bind_address_waits_for_the_rest() {
+    let dns = DnsServer::start();
+    dns.set(
+        "bound4.test",
+        Zone::addresses(&[V4], &[V6], 60).delayed_for(RecordType::A, Duration::from_millis(200)),
+    );
+    let server = Server::start();
+    let dir = TempDir::new("names");
+    let mut ka: Reactor<u32> = reactor(config(&dns, &dir, SLOW_RESOLVER, ""));
+    let mut events = Events::new();
+    ka.allocate(by_name("bound4.test", server.port(), 1).bind_address(V4.into()))
+        .unwrap();
+    let conn = wait_outcome(&mut ka, &mut events)
+        .result
+        .expect("connected on the A answer");
+    assert_eq!(conn.peer_addr(), SocketAddr::new(V4.into(), server.port()));
+}
+
+/// An AAAA answer that comes after the dial began on A joins the race: a
+/// refused IPv4 address does not fail the request while AAAA is awaited.
+#[test]
+fn a_late_aaaa_answer_joins_the_race_after_ipv4_was_refused() {
+    if !ipv6() {
+        return;
+    }
+    let dns = DnsServer::start();
+    dns.set(
+        "late6.test",
+        Zone::addresses(&[V4], &[V6], 60).delayed_for(RecordType::AAAA, Duration::from_millis(300)),
+    );
+    // Listening on ::1 only: 127.0.0.1 on the same port refuses.
+    let server = Server::start_on(V6.into());
+    let dir = TempDir::new("names");
+    let mut ka: Reactor<u32> = reactor(config(&dns, &dir, SLOW_RESOLVER, ""));
+    let (outcome, _) = timed_outcome(&mut ka, "late6.test", server.port());
+    let conn = outcome.result.expect("connected to the late AAAA address");
+    assert_eq!(conn.peer_addr(), SocketAddr::new(V6.into(), server.port()));
+}
 
 #[test]
 fn a_stalled_ipv6_address_falls_back_to_ipv4_after_the_delay() {

@@ -124,8 +124,9 @@ struct Slot {
     retire_at: Option<Millis>,
     /// Times handed out.
     uses: u32,
-    /// Named by `purge`: closed instead of pooled when it comes back.
-    purged: bool,
+    /// Closed instead of pooled when it comes free, for this reason: named
+    /// by `purge`, or its address left its name's answer.
+    retire: Option<CloseReason>,
     /// In the key's idle list (most recently used first).
     key_idle: Link,
     /// In the pool's idle list (least recently used first).
@@ -962,7 +963,7 @@ impl<C> Pool<C> {
             idle_since: 0,
             retire_at: None,
             uses: 0,
-            purged: false,
+            retire: None,
             key_idle: Link::UNLINKED,
             lru: Link::UNLINKED,
             stamp: Link::UNLINKED,

@@ -33,12 +33,20 @@ use crate::error::Function;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Allocate { key: u16, timeout: Option<u64> },
+    Allocate {
+        key: u16,
+        timeout: Option<u64>,
+    },
     Deallocate(usize),
     ConnectOk(usize),
     ConnectFail(usize),
-    Return { pick: usize, reusable: bool },
+    Return {
+        pick: usize,
+        reusable: bool,
+    },
     PeerClose(usize),
+    /// The driver found a socket's address gone from its name's answer.
+    AddressGone(usize),
     Advance(u64),
     Drain,
     Shutdown,
@@ -52,6 +60,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(Op::ConnectFail),
         4 => (any::<usize>(), prop::bool::weighted(0.8)).prop_map(|(pick, reusable)| Op::Return { pick, reusable }),
         1 => any::<usize>().prop_map(Op::PeerClose),
+        1 => any::<usize>().prop_map(Op::AddressGone),
         3 => prop_oneof![0u64..50, 0u64..2_000, 0u64..20_000].prop_map(Op::Advance),
         5 => Just(Op::Drain),
         1 => Just(Op::Shutdown),
@@ -76,6 +85,9 @@ struct Model {
     shut_down: bool,
     /// Sockets closed so far.
     closes: u64,
+    /// Sockets whose address left their name's answer: never handed out
+    /// from the pool again.
+    gone: HashSet<SlotId>,
 }
 
 impl Model {
@@ -218,6 +230,16 @@ fn step(pool: &mut Pool<u64>, m: &mut Model, op: &Op) {
             quiet.sort_by_key(|s| (s.index, s.generation));
             pool.handle_dead(quiet[pick % quiet.len()], CloseReason::PeerClosed, m.now);
         }
+        Op::AddressGone(pick) => {
+            let mut open: Vec<SlotId> = m.sockets.keys().copied().collect();
+            if open.is_empty() {
+                return;
+            }
+            open.sort_by_key(|s| (s.index, s.generation));
+            let slot = open[pick % open.len()];
+            m.gone.insert(slot);
+            pool.handle_address_gone(slot, m.now);
+        }
         Op::Advance(ms) => {
             // A tick: the driver stamps idle slots, then fires deadlines.
             m.now += ms;
@@ -240,11 +262,16 @@ fn step(pool: &mut Pool<u64>, m: &mut Model, op: &Op) {
                     slot,
                     context,
                     checkout,
+                    from_cache,
                     ..
                 } => {
                     assert!(
                         m.sockets.contains_key(&slot),
                         "delivered closed socket {slot:?}"
+                    );
+                    assert!(
+                        from_cache.is_none() || !m.gone.contains(&slot),
+                        "{slot:?} handed out from the pool after its address left"
                     );
                     if let Some(max) = pool.limits.max_uses {
                         assert!(
@@ -497,6 +524,7 @@ fn run(max_per_host: usize, max_open: usize, p: Policies, ops: &[Op]) {
         next_ctx: 0,
         shut_down: false,
         closes: 0,
+        gone: HashSet::new(),
     };
     for op in ops {
         step(&mut pool, &mut m, op);

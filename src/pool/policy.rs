@@ -52,8 +52,8 @@ impl<C> Pool<C> {
     /// Why a slot coming free must not be pooled again, if it must not.
     pub(super) fn retire_reason(&self, slot: u32, now: Millis) -> Option<CloseReason> {
         let s = self.slots.get(slot as usize)?;
-        if s.purged {
-            Some(CloseReason::Purged)
+        if let Some(reason) = s.retire {
+            Some(reason)
         } else if self.limits.max_uses.is_some_and(|max| s.uses >= max) {
             Some(CloseReason::Uses)
         } else if s.retire_at.is_some_and(|at| now >= at) {
@@ -187,10 +187,27 @@ impl<C> Pool<C> {
         }
         let mut marked = 0;
         for (_, s) in self.slots.iter_mut().filter(|(_, s)| s.key == key) {
-            s.purged = true;
+            s.retire = Some(CloseReason::Purged);
             marked += 1;
         }
         self.after_release(key, now);
         (closed, marked)
+    }
+
+    /// The driver found `slot`'s address gone from its host name's
+    /// refreshed answer. Idle, it is closed now; reserved for a hit not yet
+    /// delivered, it is closed and the request served again; connecting
+    /// or lent, it is marked to be closed instead of pooled when it comes
+    /// free (a mark made earlier, by `purge`, keeps its reason). O(1).
+    pub(crate) fn handle_address_gone(&mut self, slot: super::SlotId, now: Millis) {
+        let Some(s) = self.slot_mut(slot) else { return };
+        match s.state {
+            super::SlotState::Idle | super::SlotState::Reserved { .. } => {
+                self.handle_dead(slot, CloseReason::AddressGone, now);
+            }
+            super::SlotState::Connecting { .. } | super::SlotState::Lent => {
+                s.retire.get_or_insert(CloseReason::AddressGone);
+            }
+        }
     }
 }

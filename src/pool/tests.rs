@@ -1122,6 +1122,47 @@ fn purge_closes_idle_and_marks_busy_connections() {
 }
 
 #[test]
+fn an_address_gone_closes_an_idle_connection_now_and_a_lent_one_on_return() {
+    let mut h = with(|_| {});
+    let idle = h.lend_new(80, 1);
+    let lent = h.lend_new(80, 2);
+    h.returned(idle, true);
+    closes(&mut h);
+    h.pool.handle_address_gone(idle, h.now);
+    h.pool.handle_address_gone(lent, h.now);
+    h.pool.check_invariants();
+    assert_eq!(h.commands(), vec![Command::Close { slot: idle }]);
+    assert_eq!(closes(&mut h), vec![CloseReason::AddressGone]);
+    h.returned(lent, true);
+    assert_eq!(h.commands(), vec![Command::Close { slot: lent }]);
+    assert_eq!(closes(&mut h), vec![CloseReason::AddressGone]);
+    let stats = h.pool.stats();
+    assert_eq!(stats.counters.closes(CloseReason::AddressGone), 2);
+    assert_eq!((stats.total.lent, stats.total.idle), (0, 0));
+    // New requests connect anew.
+    h.alloc(80, 3);
+    assert!(matches!(h.commands().as_slice(), [Command::Connect { .. }]));
+}
+
+#[test]
+fn an_address_gone_under_an_undelivered_hit_serves_the_request_again() {
+    let mut h = with(|_| {});
+    let slot = h.lend_new(80, 1);
+    h.returned(slot, true);
+    h.alloc(80, 2);
+    h.commands();
+    h.pool.handle_address_gone(slot, h.now);
+    h.pool.check_invariants();
+    let cmds = h.commands();
+    assert_eq!(cmds.first(), Some(&Command::Close { slot }));
+    assert!(
+        matches!(cmds.get(1), Some(Command::Connect { .. })),
+        "the request connects anew: {cmds:?}"
+    );
+    assert!(h.outcomes().is_empty(), "nothing handed out yet");
+}
+
+#[test]
 fn a_purged_orphan_connect_is_closed_once_when_it_completes() {
     let mut h = with(|_| {});
     h.alloc(81, 9);

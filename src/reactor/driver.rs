@@ -4,6 +4,7 @@
 //! driver its registry for each call that may open a socket. Host names
 //! (the resolver's sockets, Happy Eyeballs) are in [`names`].
 
+mod files;
 pub(super) mod names;
 
 use std::borrow::Cow;
@@ -399,6 +400,32 @@ impl<C> Driver<C> {
         if !self.pool.has_commands() && !self.names.is_dirty() {
             return;
         }
+        self.run_commands_slow(registry, now);
+    }
+
+    /// [`run_commands`](Self::run_commands) for a call between ticks
+    /// (`allocate`, `free`, `deallocate`, `purge`, `shutdown`). The work
+    /// queued there judges deadlines (a cached answer's TTL) and sets them
+    /// (a DNS try's, a Happy Eyeballs attempt's), so it runs with the time
+    /// of the decision, never the last tick's: `decided` when the caller
+    /// already read the clock for it, else one clock read, made only when
+    /// there is work (the hit path has none).
+    #[inline]
+    pub(super) fn run_commands_between_ticks(
+        &mut self,
+        registry: &mio::Registry,
+        decided: Option<Millis>,
+    ) {
+        if !self.pool.has_commands() && !self.names.is_dirty() {
+            return;
+        }
+        let now = match decided {
+            Some(t) => {
+                self.tick_now = self.tick_now.max(t);
+                self.tick_now
+            }
+            None => self.read_time().0,
+        };
         self.run_commands_slow(registry, now);
     }
 

@@ -55,8 +55,9 @@ impl<C> Reactor<C> {
     /// than one core, run one reactor per thread (see the crate docs).
     ///
     /// Reads the resolver's files ([`Config::resolv_conf`] and
-    /// [`Config::hosts_file`]) once, here: a missing file means its
-    /// defaults. Changes to them later are not seen by this reactor.
+    /// [`Config::hosts_file`]) here: a missing file means its defaults.
+    /// A file that changes later is read again at the next lookup, at
+    /// most once a second (see the README's "Host names").
     ///
     /// # Errors
     ///
@@ -133,11 +134,16 @@ impl<C> Reactor<C> {
         // Connections dropped since the last tick may serve this request.
         self.driver.take_returned(now);
         let epoch = self.driver.epoch;
-        let id = self
-            .driver
-            .pool
-            .allocate(request, now, || driver::since(epoch).0)?;
-        self.driver.run_commands(self.poll.registry(), now);
+        // The time the connect (or wait) was decided: its lookup judges the
+        // cached answer by it, not by the last tick's time.
+        let mut decided = None;
+        let id = self.driver.pool.allocate(request, now, || {
+            let t = driver::since(epoch).0;
+            decided = Some(t);
+            t
+        })?;
+        self.driver
+            .run_commands_between_ticks(self.poll.registry(), decided);
         Ok(id)
     }
 
@@ -183,7 +189,8 @@ impl<C> Reactor<C> {
     pub fn deallocate(&mut self, id: RequestId) -> Result<C, Error> {
         let now = self.driver.tick_now();
         let context = self.driver.pool.deallocate(id, now)?;
-        self.driver.run_commands(self.poll.registry(), now);
+        self.driver
+            .run_commands_between_ticks(self.poll.registry(), None);
         Ok(context)
     }
 
@@ -211,7 +218,8 @@ impl<C> Reactor<C> {
         if let Some(returned) = conn.into_returned() {
             self.driver.take_back(returned, now);
         }
-        self.driver.run_commands(self.poll.registry(), now);
+        self.driver
+            .run_commands_between_ticks(self.poll.registry(), None);
         Ok(())
     }
 
@@ -224,7 +232,8 @@ impl<C> Reactor<C> {
         let now = self.driver.tick_now();
         self.driver.take_returned(now);
         self.driver.pool.shutdown();
-        self.driver.run_commands(self.poll.registry(), now);
+        self.driver
+            .run_commands_between_ticks(self.poll.registry(), None);
     }
 
     /// Registers the caller's own `source` (a listener, an accepted socket,
@@ -445,7 +454,8 @@ impl<C> Reactor<C> {
         let now = self.driver.tick_now();
         self.driver.take_returned(now);
         let counts = self.driver.pool.purge(target, now);
-        self.driver.run_commands(self.poll.registry(), now);
+        self.driver
+            .run_commands_between_ticks(self.poll.registry(), None);
         counts
     }
 
@@ -493,7 +503,9 @@ impl<C> Reactor<C> {
         if driver.has_returned() {
             let now = driver.tick_now();
             driver.take_returned(now);
-            driver.run_commands(self.poll.registry(), now);
+            // Before this tick's clock read: the work a return queued (a
+            // waiter's connect) needs a time of its own.
+            driver.run_commands_between_ticks(self.poll.registry(), None);
         }
         let wait = if self.more_ready || driver.pool.has_outcomes() || wait == Some(Duration::ZERO)
         {

@@ -135,7 +135,13 @@ impl Cache {
 
     /// The answer for `name` if cached and not expired at `now`; marks it
     /// most recently used. An expired entry is dropped. No allocation.
+    #[cfg(test)]
     pub(crate) fn get(&mut self, name: &str, now: Millis) -> Option<Cached> {
+        self.get_entry(name, now).map(|(value, _)| value)
+    }
+
+    /// [`get`](Self::get), with the time the entry expires.
+    pub(crate) fn get_entry(&mut self, name: &str, now: Millis) -> Option<(Cached, Millis)> {
         let hash = hash_name(&self.hasher, name);
         let entries = &self.entries;
         let &index = self.index.find(hash, |&i| {
@@ -148,10 +154,10 @@ impl Cache {
             self.remove(index);
             return None;
         }
-        let value = e.value;
+        let (value, expires) = (e.value, e.expires);
         self.unlink(index);
         self.push_front(index);
-        Some(value)
+        Some((value, expires))
     }
 
     /// Caches `value` for `name` until `expires` (exclusive), replacing an

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::message::Family;
 use super::name::hash_name;
-use super::{FamilyState, Resolver};
+use super::{FamilyResult, FamilyState, Resolver};
 
 impl Resolver {
     /// Recounts everything and compares:
@@ -13,11 +13,13 @@ impl Resolver {
     /// - every resolution is in the in-flight table under its name, and
     ///   has at least one family asking (else it would have finished);
     /// - every asking family names an open try of its resolution and
-    ///   family, with a timer; there are no other tries, and no other
-    ///   timers on the wheel;
+    ///   family, with a timer; there are no other tries; the other timers
+    ///   on the wheel are resolution delays, each of a resolution whose A
+    ///   is in and AAAA asked, with no early answer out yet;
     /// - each resolution's `live` is the number of interests waiting for
     ///   it, and its list holds each of them;
-    /// - every interest no longer waiting has exactly one queued answer.
+    /// - every interest no longer waiting has exactly one full answer
+    ///   queued, and no interest more than one partial answer.
     pub(crate) fn check_invariants(&self) {
         self.cache.check_invariants();
         assert_eq!(
@@ -46,6 +48,25 @@ impl Resolver {
                 }
             }
             assert!(asking > 0, "resolution {r} ({}) has no try open", res.name);
+            // A resolution delay runs only while A is in and AAAA asked,
+            // and only until the early answer is out.
+            if res.delay.is_some() {
+                assert!(
+                    res.early.is_none(),
+                    "resolution {r}: delay after the early answer"
+                );
+                assert!(
+                    matches!(
+                        res.families,
+                        [
+                            FamilyState::Asking { .. },
+                            FamilyState::Done(FamilyResult::Found { .. })
+                        ]
+                    ),
+                    "resolution {r}: delay with families {:?}",
+                    res.families
+                );
+            }
             open += asking;
             let live = self
                 .interests
@@ -65,9 +86,21 @@ impl Resolver {
             }
         }
         assert_eq!(open, self.queries.len(), "tries open");
-        assert_eq!(self.wheel.len(), self.queries.len(), "timers");
+        let delays = self
+            .resolutions
+            .iter()
+            .filter(|(_, res)| res.delay.is_some())
+            .count();
+        assert_eq!(self.wheel.len(), self.queries.len() + delays, "timers");
         let mut queued: HashMap<(u32, u32), usize> = HashMap::new();
+        let mut partial: HashMap<(u32, u32), usize> = HashMap::new();
         for a in &self.answers {
+            if a.partial {
+                *partial
+                    .entry((a.lookup.index, a.lookup.generation))
+                    .or_default() += 1;
+                continue;
+            }
             *queued
                 .entry((a.lookup.index, a.lookup.generation))
                 .or_default() += 1;
@@ -86,6 +119,11 @@ impl Resolver {
                     "interest {index} decided but not queued exactly once"
                 ),
             }
+            let key = (u32::try_from(index).unwrap_or(u32::MAX), i.generation);
+            assert!(
+                partial.get(&key).copied().unwrap_or(0) <= 1,
+                "interest {index} has more than one partial answer queued"
+            );
         }
     }
 }

@@ -53,6 +53,13 @@
 //! 5. **Answers.** When both families are done, every interest still
 //!    waiting gets one [`Answer`] with the [`Addresses`], IPv6 and IPv4
 //!    apart (the caller interleaves them, RFC 8305 §4).
+//! 6. **Resolution delay** (RFC 8305 §3). When one family has addresses
+//!    and the other is still asking, the interests get them early, as a
+//!    *partial* answer, and stay pending for the full one: AAAA at once,
+//!    A once it has waited [`ResolverConfig::resolution_delay`] for AAAA
+//!    (a deadline on the wheel, cancelled if AAAA comes first). A lookup
+//!    joining afterwards gets the partial answer at once. A family that
+//!    fails is never waited for: the other's answer is then the full one.
 //!
 //! # Anti-spoofing
 //!
@@ -86,8 +93,9 @@
 //! - [`Resolver::poll_timeout`]: when to call `handle_timeout` next.
 //!
 //! The driver also provides the inputs of [`ResolverConfig`]: the text of
-//! `/etc/resolv.conf` and `/etc/hosts` (read once; re-reading on change is
-//! the driver's policy) and a 128-bit seed from the operating system's
+//! `/etc/resolv.conf` and `/etc/hosts` (read again when they change, by the
+//! driver's policy, and handed over with [`Resolver::set_conf`] and
+//! [`Resolver::set_hosts`]) and a 128-bit seed from the operating system's
 //! random source (`getrandom(2)`), which keys the query ids.
 //!
 //! # Limits and costs
@@ -100,7 +108,8 @@
 //!   bytes each) and the cache entry's name. Parsing a reply allocates
 //!   (`simple-dns` builds a `Packet`).
 //! - Per resolution at most two tries are open at once, so at most two
-//!   sockets and two timers on the wheel. The cache needs no timers (expiry
+//!   sockets, and three timers on the wheel (two tries and the resolution
+//!   delay). The cache needs no timers (expiry
 //!   is checked on lookup) and is bounded ([`cache`]).
 //! - Every operation is O(1) in the number of lookups, resolutions and cache
 //!   entries, except that finishing a resolution is linear in its interests
@@ -140,6 +149,9 @@ use rng::IdSource;
 use crate::time::Millis;
 use crate::wheel::{TimerKey, Wheel};
 
+/// RFC 8305 §3's recommended resolution delay, in milliseconds.
+pub(crate) const DEFAULT_RESOLUTION_DELAY: Millis = 50;
+
 /// Lookups pending at most (interests with no answer drained yet). Keeps
 /// every index in 32 bits.
 const MAX_PENDING: usize = 1 << 31;
@@ -156,6 +168,9 @@ pub(crate) struct ResolverConfig {
     pub(crate) cache_capacity: usize,
     /// Cache lifetime clamps.
     pub(crate) ttl: TtlPolicy,
+    /// RFC 8305's resolution delay: how long an A answer waits for AAAA
+    /// before it is given out alone.
+    pub(crate) resolution_delay: Millis,
 }
 
 impl ResolverConfig {
@@ -168,6 +183,7 @@ impl ResolverConfig {
             seed,
             cache_capacity: 1024,
             ttl: TtlPolicy::default(),
+            resolution_delay: DEFAULT_RESOLUTION_DELAY,
         }
     }
 }
@@ -218,6 +234,15 @@ pub(crate) struct Answer {
     pub(crate) lookup: LookupId,
     /// Its addresses (at least one), or why there are none.
     pub(crate) result: Result<Addresses, ResolveError>,
+    /// One family's addresses, given out before the other family is done
+    /// (RFC 8305 §3): a second answer, with every address, follows (or
+    /// none, if the lookup is cancelled first).
+    pub(crate) partial: bool,
+    /// When the addresses' lifetime ends (the cache's expiry for them):
+    /// the time to ask again for a name kept in use. `Millis::MAX` for
+    /// the hosts file, `localhost` and IP literals, which do not expire;
+    /// 0 for a partial answer or a failure.
+    pub(crate) expires: Millis,
 }
 
 /// A caller's interest in a resolution.
@@ -272,6 +297,20 @@ struct Resolution {
     /// Smallest negative TTL of the candidates so far; `None` once one
     /// could not be cached (no SOA, or a server failure).
     negative_ttl: Option<u32>,
+    /// The addresses given out early (one family's), to every interest,
+    /// joiners included; the full answer follows.
+    early: Option<Addresses>,
+    /// The resolution delay: A is in, AAAA is awaited until then.
+    delay: Option<TimerKey>,
+}
+
+/// What a deadline on the resolver's wheel ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Deadline {
+    /// The open try of this index waited its `timeout`.
+    Try(u32),
+    /// The resolution of this index waited its resolution delay for AAAA.
+    ResolutionDelay(u32),
 }
 
 /// One try on the wire.
@@ -298,14 +337,16 @@ pub(crate) struct Resolver {
     resolutions: Slab<Resolution>,
     interests: Slab<Interest>,
     queries: Slab<Query>,
-    /// Try deadlines, by query index.
-    wheel: Wheel<u32>,
+    /// Try deadlines and resolution delays.
+    wheel: Wheel<Deadline>,
     transmits: VecDeque<Transmit>,
     closes: VecDeque<QueryId>,
     answers: VecDeque<Answer>,
     next_generation: u32,
     /// First server of the next candidate under `options rotate`.
     rotation: usize,
+    /// [`ResolverConfig::resolution_delay`].
+    resolution_delay: Millis,
 }
 
 impl Resolver {
@@ -328,7 +369,21 @@ impl Resolver {
             answers: VecDeque::new(),
             next_generation: 0,
             rotation: 0,
+            resolution_delay: config.resolution_delay,
         }
+    }
+
+    /// Replaces the resolv.conf in use (the driver read it again). Tries
+    /// under way finish with the servers they went to; later tries, and
+    /// later resolutions, use the new one. The cache is kept.
+    pub(crate) fn set_conf(&mut self, conf: ResolvConf) {
+        self.conf = conf;
+    }
+
+    /// Replaces the hosts table in use (the driver read the file again):
+    /// the next lookup sees it.
+    pub(crate) fn set_hosts(&mut self, hosts: Hosts) {
+        self.hosts = hosts;
     }
 
     // ----- inputs ------------------------------------------------------
@@ -362,8 +417,9 @@ impl Resolver {
             a.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
             return Ok(self.answer_now(Ok(a)));
         }
-        if let Some(cached) = self.cache.get(name, now) {
-            return Ok(self.answer_now(cached));
+        if let Some((cached, expires)) = self.cache.get_entry(name, now) {
+            let expires = if cached.is_ok() { expires } else { 0 };
+            return Ok(self.answer_expiring(cached, expires));
         }
         let hash = hash_name(&self.hasher, name);
         let resolutions = &self.resolutions;
@@ -391,6 +447,8 @@ impl Resolver {
                     saw_nodata: false,
                     saw_servfail: false,
                     negative_ttl: Some(u32::MAX),
+                    early: None,
+                    delay: None,
                 }));
                 let (hasher, resolutions) = (&self.hasher, &self.resolutions);
                 self.in_flight.insert_unique(hash, r, |&i| {
@@ -402,9 +460,21 @@ impl Resolver {
             }
         };
         let id = self.new_interest(Some(r));
+        let mut early = None;
         if let Some(res) = self.resolutions.get_mut(r as usize) {
             res.interests.push(id);
             res.live += 1;
+            early = res.early;
+        }
+        if let Some(addresses) = early {
+            // Joined after one family was given out: that now, the rest
+            // with everyone else's.
+            self.answers.push_back(Answer {
+                lookup: id,
+                result: Ok(addresses),
+                partial: true,
+                expires: 0,
+            });
         }
         // Started after the interest joined: a resolution that ends at once
         // (no name server configured) still answers it.
@@ -483,13 +553,24 @@ impl Resolver {
         self.try_failed(query.index, ResolveError::Unreachable { errno }, now);
     }
 
-    /// Fires every try deadline at or before `now`: each such try ends and
-    /// the next one starts. Safe to call at any time.
+    /// Fires every deadline at or before `now`: each such try ends and the
+    /// next one starts; a resolution whose A answer waited its resolution
+    /// delay for AAAA gives it out. Safe to call at any time.
     pub(crate) fn handle_timeout(&mut self, now: Millis) {
-        while let Some((_, q)) = self.wheel.poll(now) {
-            if let Some(query) = self.queries.get_mut(q as usize) {
-                query.timer = None;
-                self.try_failed(q, ResolveError::TimedOut, now);
+        while let Some((_, deadline)) = self.wheel.poll(now) {
+            match deadline {
+                Deadline::Try(q) => {
+                    if let Some(query) = self.queries.get_mut(q as usize) {
+                        query.timer = None;
+                        self.try_failed(q, ResolveError::TimedOut, now);
+                    }
+                }
+                Deadline::ResolutionDelay(r) => {
+                    if let Some(res) = self.resolutions.get_mut(r as usize) {
+                        res.delay = None;
+                        self.answer_early(r);
+                    }
+                }
             }
         }
     }
@@ -506,24 +587,28 @@ impl Resolver {
         self.closes.pop_front()
     }
 
-    /// The next decided lookup, if any. Cancelled lookups are skipped.
+    /// The next answer, if any: a partial one leaves the lookup pending
+    /// (its full answer follows), any other ends it. Cancelled lookups are
+    /// skipped.
     pub(crate) fn poll_answer(&mut self) -> Option<Answer> {
         while let Some(answer) = self.answers.pop_front() {
             if self.is_pending(answer.lookup) {
-                self.interests.remove(answer.lookup.index as usize);
+                if !answer.partial {
+                    self.interests.remove(answer.lookup.index as usize);
+                }
                 return Some(answer);
             }
         }
         None
     }
 
-    /// Whether any try is open (and so has a deadline): O(1).
-    pub(crate) fn has_open_queries(&self) -> bool {
-        !self.queries.is_empty()
+    /// Whether any deadline is set (a try open, a resolution delay
+    /// running): O(1).
+    pub(crate) fn has_deadlines(&self) -> bool {
+        !self.wheel.is_empty()
     }
 
-    /// The next try deadline, or a lower bound of it; `None` if no try is
-    /// open.
+    /// The next deadline, or a lower bound of it; `None` if none is set.
     pub(crate) fn poll_timeout(&self) -> Option<Millis> {
         self.wheel.next_deadline()
     }
@@ -620,7 +705,9 @@ impl Resolver {
             timer: None,
         }));
         *query = q;
-        let timer = self.wheel.insert(now.saturating_add(self.conf.timeout), q);
+        let timer = self
+            .wheel
+            .insert(now.saturating_add(self.conf.timeout), Deadline::Try(q));
         if let Some(entry) = self.queries.get_mut(q as usize) {
             entry.timer = Some(timer);
         }
@@ -713,14 +800,67 @@ impl Resolver {
     // ----- results -----------------------------------------------------
 
     /// `family` of resolution `r`'s candidate is done; with both done, the
-    /// candidate is.
+    /// candidate is. With the other still asking, addresses found are
+    /// given out early (RFC 8305 §3): AAAA at once, A after the resolution
+    /// delay unless AAAA comes first.
     fn family_done(&mut self, r: u32, family: Family, result: FamilyResult, now: Millis) {
+        let delay = self.resolution_delay;
         let Some(res) = self.resolutions.get_mut(r as usize) else {
             return;
         };
         res.families[family.index()] = FamilyState::Done(result);
         if let [FamilyState::Done(v6), FamilyState::Done(v4)] = res.families {
             self.candidate_done(r, v6, v4, now);
+            return;
+        }
+        if !matches!(result, FamilyResult::Found { .. }) || res.early.is_some() {
+            return;
+        }
+        if family == Family::V6 || delay == 0 {
+            self.answer_early(r);
+        } else if res.delay.is_none() {
+            let timer = self
+                .wheel
+                .insert(now.saturating_add(delay), Deadline::ResolutionDelay(r));
+            res.delay = Some(timer);
+        }
+    }
+
+    /// Gives resolution `r`'s addresses found so far to every interest, as
+    /// a partial answer; the full one follows when the other family is done.
+    fn answer_early(&mut self, r: u32) {
+        let Some(res) = self.resolutions.get_mut(r as usize) else {
+            return;
+        };
+        if res.early.is_some() {
+            return;
+        }
+        if let Some(t) = res.delay.take() {
+            self.wheel.cancel(t);
+        }
+        let mut addresses = Addresses::EMPTY;
+        for state in &res.families {
+            if let FamilyState::Done(FamilyResult::Found { addresses: a, .. }) = state {
+                addresses.extend(a);
+            }
+        }
+        if addresses.is_empty() {
+            return;
+        }
+        res.early = Some(addresses);
+        for &id in &res.interests {
+            if self
+                .interests
+                .get(id.index as usize)
+                .is_some_and(|i| i.generation == id.generation && i.resolution == Some(r))
+            {
+                self.answers.push_back(Answer {
+                    lookup: id,
+                    result: Ok(addresses),
+                    partial: true,
+                    expires: 0,
+                });
+            }
         }
     }
 
@@ -835,14 +975,18 @@ impl Resolver {
         if let Ok(entry) = self.in_flight.find_entry(hash, |&i| i == r) {
             entry.remove();
         }
+        if let Some(t) = res.delay {
+            self.wheel.cancel(t);
+        }
         debug_assert!(
             self.queries.iter().all(|(_, q)| q.resolution != r),
             "resolution {r} finished with a try open"
         );
+        let expires = now.saturating_add(lifetime);
         if lifetime > 0 {
-            self.cache
-                .insert(&res.name, result, now.saturating_add(lifetime), now);
+            self.cache.insert(&res.name, result, expires, now);
         }
+        let expires = if result.is_ok() { expires } else { 0 };
         for id in res.interests {
             if let Some(interest) = self
                 .interests
@@ -850,17 +994,37 @@ impl Resolver {
                 .filter(|i| i.generation == id.generation && i.resolution == Some(r))
             {
                 interest.resolution = None;
-                self.answers.push_back(Answer { lookup: id, result });
+                self.answers.push_back(Answer {
+                    lookup: id,
+                    result,
+                    partial: false,
+                    expires,
+                });
             }
         }
     }
 
     // ----- bookkeeping -------------------------------------------------
 
-    /// A lookup decided at once: its answer is queued.
+    /// A lookup decided at once by what does not expire (the hosts file,
+    /// `localhost`, an IP literal): its answer is queued.
     fn answer_now(&mut self, result: Result<Addresses, ResolveError>) -> LookupId {
+        self.answer_expiring(result, Millis::MAX)
+    }
+
+    /// A lookup decided at once, by an answer that expires at `expires`.
+    fn answer_expiring(
+        &mut self,
+        result: Result<Addresses, ResolveError>,
+        expires: Millis,
+    ) -> LookupId {
         let lookup = self.new_interest(None);
-        self.answers.push_back(Answer { lookup, result });
+        self.answers.push_back(Answer {
+            lookup,
+            result,
+            partial: false,
+            expires,
+        });
         lookup
     }
 

@@ -5,6 +5,7 @@
 mod cache;
 mod model;
 mod parse;
+mod resolution_delay;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -72,7 +73,17 @@ impl Harness {
         c
     }
 
+    /// The full answers drained now; partial ones (RFC 8305's early
+    /// answers, tested with `every_answer`) are drained and left out.
     fn answers(&mut self) -> Vec<Answer> {
+        self.every_answer()
+            .into_iter()
+            .filter(|a| !a.partial)
+            .collect()
+    }
+
+    /// Every answer drained now, partial ones included.
+    fn every_answer(&mut self) -> Vec<Answer> {
         std::iter::from_fn(|| self.r.poll_answer()).collect()
     }
 
@@ -535,7 +546,9 @@ fn each_try_waits_timeout_then_the_next_server_then_times_out() {
         h.answer(),
         Answer {
             lookup: id,
-            result: Err(ResolveError::TimedOut)
+            result: Err(ResolveError::TimedOut),
+            partial: false,
+            expires: 0,
         }
     );
     assert_eq!(h.r.poll_timeout(), None);
@@ -585,7 +598,9 @@ fn server_failure_moves_to_the_next_server_at_once() {
         h.answer(),
         Answer {
             lookup: id,
-            result: Err(ResolveError::ServerFailure)
+            result: Err(ResolveError::ServerFailure),
+            partial: false,
+            expires: 0,
         }
     );
     // Failures are not cached.
@@ -625,7 +640,9 @@ fn no_name_server_at_all_answers_unreachable_at_once() {
         h.answer(),
         Answer {
             lookup: id,
-            result: Err(ResolveError::Unreachable { errno: None })
+            result: Err(ResolveError::Unreachable { errno: None }),
+            partial: false,
+            expires: 0,
         }
     );
 }
@@ -670,6 +687,29 @@ fn an_answer_is_cached_until_its_smallest_ttl() {
     h.at(1_000 + 60_000);
     h.lookup("example.com");
     assert_eq!(h.transmits().len(), 2, "expired at the TTL");
+}
+
+#[test]
+fn an_answer_says_when_it_expires_for_a_refresh() {
+    let mut h = Harness::with(ResolverConfig::from_text(
+        "",
+        "192.0.2.9 pinned.example\n",
+        1,
+    ));
+    h.at(1_000);
+    h.lookup("example.com");
+    let t = h.transmits();
+    h.reply_all(&t, &Resp::ips(&[V6, V4], 60));
+    assert_eq!(h.answer().expires, 61_000, "the cache's expiry");
+    h.at(2_000);
+    h.lookup("example.com");
+    assert_eq!(h.answer().expires, 61_000, "a cache hit: the same");
+    h.lookup("pinned.example");
+    assert_eq!(
+        h.answer().expires,
+        Millis::MAX,
+        "the hosts file does not expire"
+    );
 }
 
 #[test]

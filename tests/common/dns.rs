@@ -3,7 +3,7 @@
 //! queries it received per name, type and transport.
 //!
 //! Each name can answer A/AAAA records with a TTL, NXDOMAIN, SERVFAIL,
-//! nothing at all (silence), or a truncated reply over UDP (TC=1, no
+//! nothing at all (silence) or nothing to one type of query, or a truncated reply over UDP (TC=1, no
 //! records) with the full answer over TCP; and it can precede its UDP
 //! answer with spoofed NXDOMAIN replies (a wrong id, a wrong question, the
 //! right ones from another port), which a resolver must ignore. A name not configured is
@@ -59,6 +59,11 @@ pub struct Zone {
     pub negative_ttl: Option<u32>,
     /// Over UDP, send three spoofed NXDOMAIN replies before the answer.
     pub spoof: bool,
+    /// Queries of this type get no reply at all (a middlebox that drops
+    /// AAAA queries); the other type is answered as usual.
+    pub silent_type: Option<RecordType>,
+    /// Over UDP, queries of this type are answered this much later.
+    pub delayed_type: Option<(RecordType, Duration)>,
 }
 
 impl Zone {
@@ -102,6 +107,22 @@ impl Zone {
     pub fn truncated(self) -> Zone {
         Zone {
             truncate_udp: true,
+            ..self
+        }
+    }
+
+    /// The same, but queries of `qtype` are never answered.
+    pub fn silent_for(self, qtype: RecordType) -> Zone {
+        Zone {
+            silent_type: Some(qtype),
+            ..self
+        }
+    }
+
+    /// The same, but queries of `qtype` (over UDP) are answered `by` later.
+    pub fn delayed_for(self, qtype: RecordType, by: Duration) -> Zone {
+        Zone {
+            delayed_type: Some((qtype, by)),
             ..self
         }
     }
@@ -237,8 +258,19 @@ fn serve_udp(socket: &UdpSocket, other: &UdpSocket, state: &Mutex<State>, stop: 
             let _ = socket.send_to(&wrong_question, from);
             let _ = other.send_to(&right, from);
         }
-        if let Some(reply) = respond(&buf[..n], Transport::Udp, state) {
-            let _ = socket.send_to(&reply, from);
+        let Some(reply) = respond(&buf[..n], Transport::Udp, state) else {
+            continue;
+        };
+        match (reply_delay(&buf[..n], state), socket.try_clone()) {
+            (Some(by), Ok(socket)) => {
+                thread::spawn(move || {
+                    thread::sleep(by);
+                    let _ = socket.send_to(&reply, from);
+                });
+            }
+            _ => {
+                let _ = socket.send_to(&reply, from);
+            }
         }
     }
 }
@@ -300,6 +332,18 @@ fn serve_conn(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
     }
 }
 
+/// How much later a query's UDP reply goes out, if its zone delays its type.
+fn reply_delay(query: &[u8], state: &Mutex<State>) -> Option<Duration> {
+    let packet = Packet::parse(query).ok()?;
+    let question = packet.questions.first()?;
+    let QTYPE::TYPE(qtype) = question.qtype else {
+        return None;
+    };
+    let name = question.qname.to_string().to_ascii_lowercase();
+    let (delayed, by) = lock(state).zones.get(&name)?.delayed_type?;
+    (delayed == qtype).then_some(by)
+}
+
 /// For a query of a name with `spoof` set: NXDOMAIN replies with a wrong
 /// id, with a wrong question, and right in both (to send from another
 /// port).
@@ -344,6 +388,9 @@ fn respond(query: &[u8], transport: Transport, state: &Mutex<State>) -> Option<V
             .cloned()
             .unwrap_or_else(|| Zone::nxdomain(60))
     };
+    if zone.silent_type == Some(qtype) {
+        return None;
+    }
     let mut reply = Packet::new_reply(packet.id());
     reply.set_flags(PacketFlag::RECURSION_AVAILABLE);
     if packet.has_flags(PacketFlag::RECURSION_DESIRED) {

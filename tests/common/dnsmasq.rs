@@ -32,6 +32,7 @@ pub struct Dnsmasq {
     /// Where it answers, UDP and TCP.
     pub addr: SocketAddr,
     child: Child,
+    hosts_file: PathBuf,
     _dir: TempDir,
 }
 
@@ -79,6 +80,7 @@ impl Dnsmasq {
                 return Some(Dnsmasq {
                     addr,
                     child,
+                    hosts_file,
                     _dir: dir,
                 });
             }
@@ -118,6 +120,20 @@ fn wait_ready(child: &mut Child, addr: SocketAddr, name: &str) -> bool {
             start.elapsed() < CAP,
             "dnsmasq did not answer within {CAP:?}"
         );
+    }
+}
+
+impl Dnsmasq {
+    /// Rewrites its hosts file to `hosts` and sends it SIGHUP (by the
+    /// child's pid), which makes dnsmasq read the file again.
+    pub fn rewrite_hosts(&self, hosts: &str) {
+        std::fs::write(&self.hosts_file, hosts).unwrap();
+        let status = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill(1)");
+        assert!(status.success(), "SIGHUP to dnsmasq");
     }
 }
 

@@ -250,6 +250,19 @@ pub fn wait_readable(fd: std::os::fd::RawFd) {
 
 /// A directory of its own under the system's temporary directory, removed
 /// with what it holds when dropped.
+/// Two servers on one port: 127.0.0.1:P and 127.0.0.2:P (both loopback),
+/// for a name that moves from one address to the other.
+pub fn servers_on_two_loopback_addresses() -> (Server, Server) {
+    let second = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    for _ in 0..50 {
+        let first = Server::start();
+        if let Ok(other) = Server::start_at(SocketAddr::new(second, first.port())) {
+            return (first, other);
+        }
+    }
+    panic!("no port free on both 127.0.0.1 and 127.0.0.2");
+}
+
 pub struct TempDir {
     pub path: std::path::PathBuf,
 }

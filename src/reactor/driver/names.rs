@@ -28,6 +28,14 @@
 //!
 //! # Happy Eyeballs (RFC 8305)
 //!
+//! The lookup does not wait for both families (§3): the resolver gives one
+//! family's addresses out early as a *partial* answer (AAAA at once, A
+//! after [`happy_eyeballs_resolution_delay`](crate::Config::happy_eyeballs_resolution_delay)),
+//! the dial starts on them, and the full answer adds the other family's
+//! addresses behind those already tried. While the lookup is pending, a
+//! dial whose every attempt failed waits for it instead of failing; a dial
+//! that wins cancels it.
+//!
 //! The answer's addresses are tried in the interleaved order (IPv6 first,
 //! then alternating families, §4), restricted to the bind address's family
 //! when there is one. Each attempt that has neither connected nor failed
@@ -58,6 +66,8 @@
 //! socket; one sent to a name server opens a socket per try (a fresh
 //! random source port each, see the resolver's anti-spoofing).
 
+mod refresh;
+
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -66,6 +76,7 @@ use mio::net::{TcpStream, UdpSocket};
 use mio::{Interest, Token};
 use slab::Slab;
 
+use super::files::ResolverFiles;
 use super::{CALLER_BIT, Driver, SocketEntry, connect_result, token};
 use crate::config::Config;
 use crate::error::{ConnectError, Error, Function};
@@ -73,7 +84,7 @@ use crate::net;
 use crate::pool::{Phase, SlotId};
 use crate::request::Host;
 use crate::resolve::{
-    Addresses, LookupId, Proto, QueryId, ResolveError, Resolver, ResolverConfig, Transmit,
+    Addresses, Answer, LookupId, Proto, QueryId, ResolveError, Resolver, ResolverConfig, Transmit,
     TtlPolicy,
 };
 use crate::time::{Millis, millis_ceil};
@@ -100,8 +111,11 @@ pub(in crate::reactor) struct Names {
     queries: HashMap<QueryId, u32>,
     /// The slot each pending lookup dials for.
     lookups: HashMap<LookupId, SlotId>,
-    /// Happy Eyeballs: when a dialling slot starts its next attempt.
-    timers: Wheel<SlotId>,
+    /// Happy Eyeballs: when a dialling slot starts its next attempt; and
+    /// when a watched name is looked up again.
+    timers: Wheel<NameTimer>,
+    /// Names with connections, refreshed while in use.
+    watches: refresh::Watches,
     /// [`Config::happy_eyeballs_delay`], in milliseconds.
     delay: Millis,
     /// For datagrams and TCP reads; allocated on first use.
@@ -111,6 +125,17 @@ pub(in crate::reactor) struct Names {
     /// Addresses of connections by name closed since the last tick's
     /// lifecycle events, so that their `Closed` events can name them.
     closed_peers: Vec<(SlotId, SocketAddr)>,
+    /// `resolv.conf` and the hosts file, read again when they change.
+    files: ResolverFiles,
+}
+
+/// What a deadline on the names wheel is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NameTimer {
+    /// A dialling slot's next Happy Eyeballs attempt.
+    Attempt(SlotId),
+    /// A watched name's refresh, by its watch.
+    Refresh(u32),
 }
 
 struct Aux {
@@ -146,6 +171,8 @@ pub(super) struct Named {
     generation: u32,
     /// The address the winning attempt reached.
     peer: Option<SocketAddr>,
+    /// The watch of its name it counts in, once connected (refresh on).
+    watch: Option<u32>,
     /// Until an attempt wins.
     dial: Option<Dial>,
 }
@@ -175,6 +202,9 @@ pub(super) struct Dial {
     timer: Option<TimerKey>,
     /// Why the last attempt failed: the outcome if all fail.
     last_error: Option<ConnectError>,
+    /// The answer dialled on, and when it expires (0: a partial one).
+    answer: Addresses,
+    expires: Millis,
 }
 
 impl Names {
@@ -189,27 +219,17 @@ impl Names {
     /// are not UTF-8 are read as replacement characters, so the lines
     /// they are on are skipped.
     pub(in crate::reactor) fn new(config: &Config) -> Result<Names, Error> {
-        let conf = read_optional(&config.resolv_conf, "resolv_conf")?;
-        let hosts = read_optional(&config.hosts_file, "hosts_file")?;
-        let mut rc = ResolverConfig::from_text(&conf, &hosts, net::random_seed());
-        if let Some(options) = std::env::var_os("RES_OPTIONS") {
-            // As glibc: the environment's options override the file's.
-            rc.conf.apply_options(&options.to_string_lossy());
-        }
-        if !config.nameservers.is_empty() {
-            rc.conf.nameservers = config
-                .nameservers
-                .iter()
-                .take(crate::resolve::MAX_NAMESERVERS)
-                .copied()
-                .collect();
-        }
+        let (files, conf, hosts) = ResolverFiles::load(config)?;
+        let mut rc = ResolverConfig::from_text("", "", net::random_seed());
+        rc.conf = conf;
+        rc.hosts = hosts;
         rc.cache_capacity = config.dns_cache_size;
         rc.ttl = TtlPolicy {
             ttl_floor: millis_ceil(config.dns_ttl_floor),
             ttl_cap: millis_ceil(config.dns_ttl_cap),
             negative_cap: millis_ceil(config.dns_negative_ttl_cap),
         };
+        rc.resolution_delay = millis_ceil(config.happy_eyeballs_resolution_delay);
         Ok(Names {
             resolver: Resolver::new(rc),
             aux: Slab::new(),
@@ -217,10 +237,12 @@ impl Names {
             queries: HashMap::new(),
             lookups: HashMap::new(),
             timers: Wheel::new(),
+            watches: refresh::Watches::new(config.dns_refresh, millis_ceil(config.dns_ttl_floor)),
             delay: millis_ceil(config.happy_eyeballs_delay),
             buf: Vec::new(),
             dirty: false,
             closed_peers: Vec::new(),
+            files,
         })
     }
 
@@ -233,7 +255,7 @@ impl Names {
     /// Whether a deadline of the resolver or of Happy Eyeballs is set: the
     /// tick skips both while not (the numeric hit path's one branch).
     pub(in crate::reactor) fn has_timers(&self) -> bool {
-        self.resolver.has_open_queries() || !self.timers.is_empty()
+        self.resolver.has_deadlines() || !self.timers.is_empty()
     }
 
     /// The earliest deadline here, or a lower bound of it.
@@ -250,6 +272,9 @@ impl Names {
     pub(super) fn closed(&mut self, slot: SlotId, named: Named) {
         if let Some(dial) = named.dial {
             self.abandon(dial);
+        }
+        if let Some(w) = named.watch {
+            self.unwatch(w);
         }
         if let Some(peer) = named.peer {
             self.closed_peers.push((slot, peer));
@@ -478,20 +503,28 @@ fn open_udp(server: SocketAddr, payload: &[u8]) -> io::Result<UdpSocket> {
     Ok(socket)
 }
 
-/// The text of `path`, or none if it does not exist. A file that is there
-/// but cannot be read is the config's fault; running out of descriptors or
-/// memory is the system's.
-fn read_optional(path: &std::path::Path, field: &'static str) -> Result<String, Error> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-        Err(e) => match e.raw_os_error() {
-            Some(libc::ENOENT | libc::ENOTDIR) => Ok(String::new()),
-            Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS) => Err(Error::Io(e)),
-            _ => Err(Error::InvalidConfig {
-                field,
-                reason: "names a file that exists but cannot be read",
-            }),
-        },
+impl Dial {
+    /// Adds the addresses of a fuller answer that are not in the list yet:
+    /// those tried stay first, the rest follow in the fuller answer's Happy
+    /// Eyeballs order.
+    fn add_addresses(&mut self, addresses: &Addresses) {
+        let tried = self.addrs.get(..self.next).unwrap_or_default().to_vec();
+        let mut rest: Vec<IpAddr> = dial_order(addresses, self.bind)
+            .into_iter()
+            .filter(|ip| !tried.contains(ip))
+            .collect();
+        for ip in self.addrs.get(self.next..).unwrap_or_default() {
+            if !rest.contains(ip) {
+                rest.push(*ip);
+            }
+        }
+        self.addrs.truncate(self.next);
+        self.addrs.extend(rest);
+    }
+
+    /// Whether an address is left to try.
+    fn more_to_try(&self) -> bool {
+        self.next < self.addrs.len()
     }
 }
 
@@ -521,6 +554,7 @@ impl<C> Driver<C> {
         let Host::Name(name) = &target.host else {
             return;
         };
+        self.names.files.check(now, &mut self.names.resolver);
         let lookup = match self.names.resolver.lookup(name, now) {
             Ok(lookup) => lookup,
             Err(e) => {
@@ -536,6 +570,7 @@ impl<C> Driver<C> {
             named: Some(Box::new(Named {
                 generation: slot.generation,
                 peer: None,
+                watch: None,
                 dial: Some(Dial {
                     lookup: Some(lookup),
                     port,
@@ -545,6 +580,8 @@ impl<C> Driver<C> {
                     attempts: Vec::new(),
                     timer: None,
                     last_error: None,
+                    answer: Addresses::EMPTY,
+                    expires: 0,
                 }),
             })),
             ..SocketEntry::default()
@@ -572,8 +609,30 @@ impl<C> Driver<C> {
                 continue;
             }
             if let Some(answer) = self.names.resolver.poll_answer() {
-                if let Some(slot) = self.names.lookups.remove(&answer.lookup) {
-                    self.answered(registry, slot, answer.result, now);
+                if let Some(w) = self.names.watches.refresh_of(answer.lookup) {
+                    // A refresh uses the full answer only.
+                    if !answer.partial
+                        && self.names.refreshed(
+                            w,
+                            answer.lookup,
+                            answer.result,
+                            answer.expires,
+                            now,
+                        )
+                    {
+                        self.retire_moved(w, now);
+                    }
+                    continue;
+                }
+                // A partial answer leaves the lookup pending: its slot
+                // hears from it again.
+                let slot = if answer.partial {
+                    self.names.lookups.get(&answer.lookup).copied()
+                } else {
+                    self.names.lookups.remove(&answer.lookup)
+                };
+                if let Some(slot) = slot {
+                    self.answered(registry, slot, answer, now);
                 }
                 continue;
             }
@@ -581,18 +640,39 @@ impl<C> Driver<C> {
         }
     }
 
-    /// A slot's lookup is answered: fail it, or start dialling.
-    fn answered(
-        &mut self,
-        registry: &mio::Registry,
-        slot: SlotId,
-        result: Result<Addresses, ResolveError>,
-        now: Millis,
-    ) {
+    /// A slot's lookup is answered: fail it, or start dialling. A partial
+    /// answer (one family, RFC 8305 §3) starts the dial; the full answer
+    /// after it adds the other family's addresses to the race.
+    fn answered(&mut self, registry: &mio::Registry, slot: SlotId, answer: Answer, now: Millis) {
         let Some(dial) = self.dial_mut(slot) else {
             return;
         };
-        dial.lookup = None;
+        let result = answer.result;
+        if !answer.partial {
+            dial.lookup = None;
+        }
+        if let Ok(addresses) = result {
+            dial.answer.extend(&addresses);
+            dial.expires = answer.expires;
+        }
+        if !dial.addrs.is_empty() {
+            // Dialling on a partial answer already.
+            if let Ok(addresses) = result {
+                dial.add_addresses(&addresses);
+            }
+            if dial.attempts.is_empty() {
+                self.next_attempt(registry, slot, now);
+            } else if dial.more_to_try() && dial.timer.is_none() {
+                // Every earlier address is in flight: the new ones join
+                // the race one delay from now.
+                let deadline = now.saturating_add(self.names.delay);
+                let timer = self.names.timers.insert(deadline, NameTimer::Attempt(slot));
+                if let Some(dial) = self.dial_mut(slot) {
+                    dial.timer = Some(timer);
+                }
+            }
+            return;
+        }
         let addrs = match result {
             // The resolver answers Ok with one address at least; should it
             // not, the name has none to offer.
@@ -608,6 +688,10 @@ impl<C> Driver<C> {
                 return;
             }
         };
+        if addrs.is_empty() && answer.partial {
+            // None of the bind address's family yet: the rest may have some.
+            return;
+        }
         if addrs.is_empty() {
             let e = ConnectError::resolve(ResolveError::NoUsableAddress);
             self.pool.handle_connect_failed(slot, e, now);
@@ -656,11 +740,13 @@ impl<C> Driver<C> {
             dial.attempts.push(index);
             if dial.next < dial.addrs.len() {
                 let deadline = now.saturating_add(self.names.delay);
-                dial.timer = Some(self.names.timers.insert(deadline, slot));
+                dial.timer = Some(self.names.timers.insert(deadline, NameTimer::Attempt(slot)));
             }
             return;
         }
-        if dial.attempts.is_empty() {
+        // With the lookup still pending (a partial answer), the rest of the
+        // answer may bring addresses yet.
+        if dial.attempts.is_empty() && dial.lookup.is_none() {
             let error = dial.last_error.take().unwrap_or_else(|| {
                 ConnectError::new(
                     Function::Connect,
@@ -749,6 +835,12 @@ impl<C> Driver<C> {
             return;
         };
         named.peer = Some(addr);
+        let (answer, expires) = (dial.answer, dial.expires);
+        if let Some(lookup) = dial.lookup {
+            // Won on a partial answer: the rest of it is not needed.
+            self.names.resolver.cancel(lookup);
+            self.names.lookups.remove(&lookup);
+        }
         for other in dial.attempts.iter().filter(|&&a| a != index) {
             // Closing the descriptor also removes it from epoll.
             self.names.aux.try_remove(*other as usize);
@@ -765,7 +857,41 @@ impl<C> Driver<C> {
         let entry = self.entry(slot.index);
         entry.stream = Some(stream);
         entry.connected = true;
+        self.join_watch(slot, addr, answer, expires, now);
         self.connecting_ready(slot, event, now);
+    }
+
+    /// A connection by name reached `addr`, dialled on `answer`: it counts
+    /// in its name's watch (refresh on). If the name's answer is newer and
+    /// lacks `addr`, the connection is retired at once (it serves its
+    /// request, and closes when freed).
+    fn join_watch(
+        &mut self,
+        slot: SlotId,
+        addr: SocketAddr,
+        answer: Addresses,
+        expires: Millis,
+        now: Millis,
+    ) {
+        let Some(Host::Name(name)) = self.pool.target(slot).map(|t| &t.host) else {
+            return;
+        };
+        let Some((w, changed)) = self.names.watch(name, answer, expires, now) else {
+            return;
+        };
+        if let Some(named) = self
+            .sockets
+            .get_mut(slot.index as usize)
+            .and_then(|e| e.named.as_deref_mut())
+        {
+            named.watch = Some(w);
+        }
+        if changed {
+            self.retire_moved(w, now);
+        }
+        if !self.names.still_answered(w, addr) {
+            self.pool.handle_address_gone(slot, now);
+        }
     }
 
     /// The dial of `slot`, if it is still connecting and dialling.
@@ -792,14 +918,24 @@ impl<C> Driver<C> {
         floor: Millis,
         now: Millis,
     ) {
+        // A watched name's refresh deadline is set for as long as it has
+        // connections: most ticks have nothing due.
+        if self.names.poll_timeout().is_none_or(|t| t > floor) {
+            return;
+        }
         self.names.resolver.handle_timeout(floor);
         self.names.dirty = true;
-        while let Some((_, slot)) = self.names.timers.poll(floor) {
-            let Some(dial) = self.dial_mut(slot) else {
-                continue;
-            };
-            dial.timer = None;
-            self.next_attempt(registry, slot, now);
+        while let Some((_, timer)) = self.names.timers.poll(floor) {
+            match timer {
+                NameTimer::Attempt(slot) => {
+                    let Some(dial) = self.dial_mut(slot) else {
+                        continue;
+                    };
+                    dial.timer = None;
+                    self.next_attempt(registry, slot, now);
+                }
+                NameTimer::Refresh(w) => self.names.refresh_due(w, now),
+            }
         }
     }
 }

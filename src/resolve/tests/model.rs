@@ -6,7 +6,9 @@
 //!   each is closed once; all are closed at the end;
 //! - at most two tries are open per name being resolved;
 //! - an answer goes only to a lookup that is pending (not cancelled, not
-//!   answered), and a success has an address;
+//!   answered), and a success has an address; a partial answer (RFC 8305's
+//!   early one) comes at most once per lookup, leaves it pending, and is
+//!   followed by a success;
 //! - once the clock has run past every deadline, every lookup not
 //!   cancelled has had its answer, and no timer is left.
 //!
@@ -71,6 +73,8 @@ struct Seen {
     ever_sent: HashSet<QueryId>,
     ids: Vec<LookupId>,
     pending: HashSet<LookupId>,
+    /// Lookups that had a partial answer.
+    partial: HashSet<LookupId>,
 }
 
 impl Seen {
@@ -90,11 +94,29 @@ impl Seen {
             self.open.swap_remove(i);
         }
         while let Some(a) = h.r.poll_answer() {
-            prop_assert!(
-                self.pending.remove(&a.lookup),
-                "answer for {:?}, not pending",
-                a.lookup
-            );
+            if a.partial {
+                // The lookup stays pending: its full answer follows.
+                prop_assert!(
+                    self.pending.contains(&a.lookup),
+                    "partial answer for {:?}, not pending",
+                    a.lookup
+                );
+                prop_assert!(
+                    self.partial.insert(a.lookup),
+                    "a second partial answer for {:?}",
+                    a.lookup
+                );
+                prop_assert!(a.result.is_ok(), "a partial answer is addresses");
+            } else {
+                prop_assert!(
+                    self.pending.remove(&a.lookup),
+                    "answer for {:?}, not pending",
+                    a.lookup
+                );
+                if self.partial.contains(&a.lookup) {
+                    prop_assert!(a.result.is_ok(), "a full answer after a partial one failed");
+                }
+            }
             if let Ok(addrs) = a.result {
                 prop_assert!(!addrs.is_empty(), "success without an address");
             }
