@@ -173,6 +173,7 @@
 //! - Schemes compare without regard to case: `HTTPS` is TLS.
 //! - Misuse returns an [`Error`], never panics, and hands back what it took.
 
+mod checkout;
 mod config;
 mod conn;
 mod error;
@@ -190,6 +191,7 @@ mod timer;
 mod tls;
 mod wheel;
 
+pub use checkout::Checkout;
 pub use config::Config;
 pub use conn::{ConnId, Connection};
 pub use error::{AllocateError, ConnectError, Error, Function};

@@ -235,6 +235,7 @@ fn lower_in_place(text: &mut Cow<'static, str>) {
 pub struct Request<C> {
     pub(crate) target: Target,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) fresh: bool,
     pub(crate) context: C,
 }
 
@@ -318,6 +319,7 @@ impl<C> Request<C> {
                 server_name: None,
             },
             timeout: None,
+            fresh: false,
             context,
         }
     }
@@ -329,6 +331,23 @@ impl<C> Request<C> {
     pub fn timeout(mut self, d: Duration) -> Self {
         self.timeout = Some(d);
         self
+    }
+
+    /// Asks for a new connection, never an idle one from the pool: for a
+    /// retry after a pooled connection failed in a way that says nothing of
+    /// the server (the keep-alive race), where a second pooled connection
+    /// may have gone stale the same way. Limits and the wait queue apply as
+    /// for any request (a fresh request at the head of its key's queue is
+    /// served by a connect, never by a connection freed meanwhile); once
+    /// returned, the connection is pooled like any other of its key.
+    pub fn fresh(mut self) -> Self {
+        self.fresh = true;
+        self
+    }
+
+    /// Whether [`Request::fresh`] was asked.
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
     }
 
     /// Keeps this request's connections in a pool of their own: only requests
@@ -377,6 +396,7 @@ impl<C> fmt::Debug for Request<C> {
         f.debug_struct("Request")
             .field("target", &self.target)
             .field("timeout", &self.timeout)
+            .field("fresh", &self.fresh)
             .finish_non_exhaustive()
     }
 }

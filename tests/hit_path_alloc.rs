@@ -335,3 +335,28 @@ fn a_pool_hit_by_a_refreshed_dns_name_allocates_nothing() {
     assert_eq!(n, 0, "allocations over 1000 cycles by a watched name");
     server.assert_accepted(1);
 }
+
+#[test]
+fn checkout_now_and_free_allocate_nothing_once_warm() {
+    use keepalive::Checkout;
+    let server = Server::start();
+    let mut ka = reactor(Config::default());
+    let mut events = Events::with_capacity(8);
+    let port = server.port();
+    let conn = connect(&mut ka, &mut events, request(port, 0u64));
+    ka.free(conn).unwrap();
+    let cycle = |ka: &mut keepalive::Reactor<u64>| match ka.checkout_now(request(port, 1)) {
+        Ok(Checkout::Ready(conn, _)) => ka.free(conn).unwrap(),
+        other => panic!("not a hit: {other:?}"),
+    };
+    for _ in 0..100 {
+        cycle(&mut ka);
+    }
+    let ((), n) = counting(|| {
+        for _ in 0..1000 {
+            cycle(&mut ka);
+        }
+    });
+    assert_eq!(n, 0, "allocations over 1000 checkout_now → free cycles");
+    server.assert_accepted(1);
+}

@@ -40,6 +40,19 @@ impl SlotId {
     }
 }
 
+/// What [`Pool::checkout_now`](super::Pool::checkout_now) decided.
+pub(crate) enum CheckedOut<C> {
+    /// An idle connection, lent now.
+    Lent {
+        slot: SlotId,
+        checkout: Checkout,
+        target: Rc<Target>,
+        context: C,
+    },
+    /// Allocated as usual: its outcome comes out of a poll.
+    Pending(RequestId),
+}
+
 /// A decided request, drained with [`Pool::poll_outcome`].
 pub(crate) enum PoolOutcome<C> {
     /// Lend `slot` to the request; the slot is now `Lent`.

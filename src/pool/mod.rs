@@ -81,7 +81,7 @@ use crate::request::{Request, RequestId, Target};
 use crate::stats::Counters;
 use crate::time::{MAX_DELAY_MS, Millis, millis_ceil};
 use crate::wheel::{TimerKey, Wheel};
-pub(crate) use command::{Checkout, Command, Phase, PoolOutcome, SlotId};
+pub(crate) use command::{CheckedOut, Checkout, Command, Phase, PoolOutcome, SlotId};
 use key::{KeyState, key_blocked};
 pub(crate) use limits::Limits;
 use list::{Link, List};
@@ -169,6 +169,8 @@ struct RequestEntry<C> {
     timer: Option<TimerKey>,
     /// Left waiting by `allocate`: a later cache hit is `Deferred`.
     waited: bool,
+    /// [`Request::fresh`]: served by a connect, never from the pool.
+    fresh: bool,
     /// In the key's wait queue.
     queue: Link,
 }
@@ -276,28 +278,14 @@ impl<C> Pool<C> {
     /// afresh, and is called only for a request that must wait or connect,
     /// whose deadline must count from this moment (a cache hit has none).
     #[inline]
-    pub(crate) fn allocate(
-        &mut self,
-        mut request: Request<C>,
-        now: Millis,
-        clock: impl FnOnce() -> Millis,
-    ) -> Result<RequestId, AllocateError<C>> {
-        let refuse = |error, request| {
-            Err(AllocateError {
-                error,
-                request: Box::new(request),
-            })
-        };
+    /// Why `request` is refused, if it is; else its timeout.
+    fn admit(&self, request: &Request<C>) -> Result<Millis, Error> {
+        let invalid = |reason| Err(Error::InvalidRequest { reason });
         if self.shut_down {
-            return refuse(Error::ShutDown, request);
+            return Err(Error::ShutDown);
         }
         if request.target.scheme.is_empty() {
-            return refuse(
-                Error::InvalidRequest {
-                    reason: "scheme is empty",
-                },
-                request,
-            );
+            return invalid("scheme is empty");
         }
         if request
             .target
@@ -307,41 +295,39 @@ impl<C> Pool<C> {
         {
             // Linux would connect 0.0.0.0 or :: to loopback: a proxy handed
             // a bad upstream address would end up talking to itself.
-            return refuse(
-                Error::InvalidRequest {
-                    reason: "addr is unspecified (0.0.0.0 or ::)",
-                },
-                request,
-            );
+            return invalid("addr is unspecified (0.0.0.0 or ::)");
         }
         if request.target.port == 0 {
-            return refuse(
-                Error::InvalidRequest {
-                    reason: "port is 0",
-                },
-                request,
-            );
+            return invalid("port is 0");
         }
         let timeout = match request.timeout {
             Some(d) => millis_ceil(d),
             None => self.limits.timeout,
         };
         if timeout > MAX_DELAY_MS {
-            return refuse(
-                Error::InvalidRequest {
-                    reason: "timeout is over 10 years",
-                },
-                request,
-            );
+            return invalid("timeout is over 10 years");
         }
         if self.requests.len() >= u32::MAX as usize / 2 {
-            return refuse(
-                Error::InvalidRequest {
-                    reason: "too many pending requests",
-                },
-                request,
-            );
+            return invalid("too many pending requests");
         }
+        Ok(timeout)
+    }
+
+    pub(crate) fn allocate(
+        &mut self,
+        mut request: Request<C>,
+        now: Millis,
+        clock: impl FnOnce() -> Millis,
+    ) -> Result<RequestId, AllocateError<C>> {
+        let timeout = match self.admit(&request) {
+            Ok(timeout) => timeout,
+            Err(error) => {
+                return Err(AllocateError {
+                    error,
+                    request: Box::new(request),
+                });
+            }
+        };
         if request.target.bind.is_none() && self.limits.bind_address.is_some() {
             request.target.bind = self.limits.bind_address;
         }
@@ -363,6 +349,7 @@ impl<C> Pool<C> {
             deadline: Millis::MAX,
             timer: None,
             waited: false,
+            fresh: request.fresh,
             queue: Link::UNLINKED,
         }));
         if let Some(k) = self.keys.get_mut(key as usize) {
@@ -370,7 +357,7 @@ impl<C> Pool<C> {
             // The cache hit, served at once: nobody waits ahead of it (FIFO
             // holds) and an idle slot is there. What `dispatch` would do for
             // it, without the queue round trip.
-            if k.waiting.is_empty() {
+            if k.waiting.is_empty() && !request.fresh {
                 if let Some(slot) = self.take_idle(key) {
                     self.reserve_slot(index, slot, Some(FromCache::Immediate));
                     return Ok(self.request_id(index, generation));
@@ -400,6 +387,88 @@ impl<C> Pool<C> {
             }
         }
         Ok(self.request_id(index, generation))
+    }
+
+    /// [`Reactor::checkout_now`](crate::Reactor::checkout_now)'s decision:
+    /// the key's warmest idle connection, lent now, when nobody waits ahead
+    /// and the request is not [fresh](Request::fresh); else the request is
+    /// allocated as usual.
+    ///
+    /// A candidate is judged by the clock (`clock`, read once, only when
+    /// there is a candidate): past its keep-alive or its lifetime it is
+    /// closed and the next one judged. `dead` is the driver's word on the
+    /// socket (a peek, when the last tick could not read all readiness);
+    /// a dead one is closed the same way.
+    pub(crate) fn checkout_now(
+        &mut self,
+        mut request: Request<C>,
+        now: Millis,
+        clock: impl FnOnce() -> Millis,
+        mut dead: impl FnMut(SlotId) -> Option<CloseReason>,
+    ) -> Result<CheckedOut<C>, AllocateError<C>> {
+        let mut clock = Some(clock);
+        let mut decided = None;
+        if request.target.bind.is_none() && self.limits.bind_address.is_some() {
+            request.target.bind = self.limits.bind_address;
+        }
+        let key = (!request.fresh && self.admit(&request).is_ok())
+            .then(|| self.lookup_key(&request.target).ok())
+            .flatten();
+        while let Some(key) = key {
+            let Some(k) = self.keys.get(key as usize) else {
+                break;
+            };
+            if !k.waiting.is_empty() {
+                break;
+            }
+            let Some(candidate) = k.idle.front() else {
+                break;
+            };
+            let target = Rc::clone(&k.target);
+            let t = *decided.get_or_insert_with(|| clock.take().map_or(now, |c| c()));
+            let Some(s) = self.slots.get(candidate as usize) else {
+                break;
+            };
+            let id = SlotId {
+                index: candidate,
+                generation: s.generation,
+            };
+            let reason = if s.retire_at.is_some_and(|at| t >= at) {
+                Some(CloseReason::Lifetime)
+            } else if t > s.idle_deadline {
+                Some(s.idle_end)
+            } else {
+                dead(id)
+            };
+            if let Some(reason) = reason {
+                self.close_slot(candidate, reason);
+                continue;
+            }
+            let Some(slot) = self.take_idle(key) else {
+                break;
+            };
+            debug_assert_eq!(slot, candidate);
+            let Some(s) = self.slots.get_mut(slot as usize) else {
+                break;
+            };
+            s.state = SlotState::Lent;
+            s.idle_deadline = Millis::MAX;
+            s.uses = s.uses.saturating_add(1);
+            let checkout = Checkout {
+                uses: s.uses,
+                age: t.saturating_sub(s.connected_at),
+                idle: t.saturating_sub(s.idle_since),
+            };
+            self.counters.immediate += 1;
+            return Ok(CheckedOut::Lent {
+                slot: id,
+                checkout,
+                target,
+                context: request.context,
+            });
+        }
+        let at = move || decided.unwrap_or_else(|| clock.take().map_or(now, |c| c()));
+        self.allocate(request, now, at).map(CheckedOut::Pending)
     }
 
     fn request_id(&self, index: u32, generation: u32) -> RequestId {
@@ -864,7 +933,8 @@ impl<C> Pool<C> {
                 self.fail(head, ConnectError::timed_out());
                 continue;
             }
-            if let Some(slot) = self.take_idle(key) {
+            let fresh = self.requests.get(head as usize).is_some_and(|r| r.fresh);
+            if let Some(slot) = if fresh { None } else { self.take_idle(key) } {
                 let waited = self.requests.get(head as usize).is_some_and(|r| r.waited);
                 let from_cache = if waited {
                     FromCache::Deferred
@@ -883,11 +953,22 @@ impl<C> Pool<C> {
                 self.open_blocked.remove(&mut self.keys, key, key_blocked);
                 return;
             }
+            if fresh && k.busy + k.idle.len() >= self.limits.max_per_host {
+                // Its key's place is taken by an idle connection it must not
+                // use: the oldest one makes room.
+                if let Some(oldest) = k.idle.back() {
+                    self.close_slot(oldest, CloseReason::Evicted);
+                }
+                continue;
+            }
             if self.open >= self.limits.max_open {
                 match self.idle_lru.front() {
                     Some(victim) => {
                         let victim_key = self.slots.get(victim as usize).map(|s| s.key);
-                        debug_assert_ne!(victim_key, Some(key), "a key with waiters has no idle");
+                        debug_assert!(
+                            fresh || victim_key != Some(key),
+                            "a key whose head waiter takes from the pool has no idle"
+                        );
                         self.close_slot(victim, CloseReason::Evicted);
                         if let Some(vk) = victim_key {
                             self.maybe_remove_key(vk);
@@ -1071,6 +1152,11 @@ impl<C> Pool<C> {
             let Some(head) = self.keys.get(key as usize).and_then(|k| k.waiting.front()) else {
                 break None;
             };
+            if self.requests.get(head as usize).is_some_and(|r| r.fresh) {
+                // It must connect: the connection idles, and `after_release`
+                // starts the connect its freed place allows.
+                break None;
+            }
             self.dequeue(key, head);
             if self.is_overdue(head, now) {
                 self.fail(head, ConnectError::timed_out());

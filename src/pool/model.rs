@@ -36,6 +36,12 @@ enum Op {
     Allocate {
         key: u16,
         timeout: Option<u64>,
+        /// [`Request::fresh`]: never served from the pool.
+        fresh: bool,
+    },
+    /// `checkout_now`: lent at once from the pool, or allocated.
+    CheckoutNow {
+        key: u16,
     },
     Deallocate(usize),
     ConnectOk(usize),
@@ -54,7 +60,8 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (0u16..3, prop::option::of(0u64..3_000)).prop_map(|(key, timeout)| Op::Allocate { key, timeout }),
+        6 => (0u16..3, prop::option::of(0u64..3_000), prop::bool::weighted(0.2)).prop_map(|(key, timeout, fresh)| Op::Allocate { key, timeout, fresh }),
+        2 => (0u16..3).prop_map(|key| Op::CheckoutNow { key }),
         1 => any::<usize>().prop_map(Op::Deallocate),
         4 => any::<usize>().prop_map(Op::ConnectOk),
         1 => any::<usize>().prop_map(Op::ConnectFail),
@@ -88,6 +95,8 @@ struct Model {
     /// Sockets whose address left their name's answer: never handed out
     /// from the pool again.
     gone: HashSet<SlotId>,
+    /// Requests asked fresh: never served from the pool.
+    fresh: HashSet<RequestId>,
 }
 
 impl Model {
@@ -138,16 +147,63 @@ impl Model {
 /// Applies one op to the pool; the model watches and checks.
 fn step(pool: &mut Pool<u64>, m: &mut Model, op: &Op) {
     match *op {
-        Op::Allocate { key, timeout } => {
+        Op::CheckoutNow { key } => {
+            let ctx = m.next_ctx;
+            m.next_ctx += 1;
+            let req = Request::new("http", IpAddr::V4(Ipv4Addr::LOCALHOST), 1000 + key, ctx);
+            let now = m.now;
+            match pool.checkout_now(req, now, || now, |_| None) {
+                Ok(CheckedOut::Lent { slot, context, .. }) => {
+                    assert_eq!(context, ctx);
+                    assert!(!m.shut_down, "lent after shutdown");
+                    assert_eq!(m.sockets.get(&slot), Some(&(1000 + key)), "lent {slot:?}");
+                    assert!(
+                        !m.gone.contains(&slot),
+                        "{slot:?} lent after its address left"
+                    );
+                    let ahead = pool.requests.iter().any(|(_, r)| {
+                        matches!(r.state, RequestState::Waiting)
+                            && pool
+                                .keys
+                                .get(r.key as usize)
+                                .is_some_and(|k| k.target.port == 1000 + key)
+                    });
+                    assert!(!ahead, "lent while a request of its key waits");
+                    assert!(m.lent.insert(slot), "{slot:?} lent twice");
+                }
+                Ok(CheckedOut::Pending(id)) => {
+                    let deadline = m.now + pool.limits.timeout;
+                    m.pending.insert(id, (ctx, 1000 + key, deadline, ctx));
+                    m.contexts_out.insert(ctx);
+                }
+                Err(e) => {
+                    assert!(
+                        m.shut_down && matches!(e.error, Error::ShutDown),
+                        "refused: {e}"
+                    );
+                }
+            }
+        }
+        Op::Allocate {
+            key,
+            timeout,
+            fresh,
+        } => {
             let ctx = m.next_ctx;
             m.next_ctx += 1;
             let mut req = Request::new("http", IpAddr::V4(Ipv4Addr::LOCALHOST), 1000 + key, ctx);
             if let Some(t) = timeout {
                 req = req.timeout(Duration::from_millis(t));
             }
+            if fresh {
+                req = req.fresh();
+            }
             let now = m.now;
             match pool.allocate(req, now, || now) {
                 Ok(id) => {
+                    if fresh {
+                        m.fresh.insert(id);
+                    }
                     assert!(!m.shut_down, "allocate accepted after shutdown");
                     let deadline = match timeout.unwrap_or(pool.limits.timeout) {
                         0 => m.now.saturating_sub(1),
@@ -272,6 +328,10 @@ fn step(pool: &mut Pool<u64>, m: &mut Model, op: &Op) {
                     assert!(
                         from_cache.is_none() || !m.gone.contains(&slot),
                         "{slot:?} handed out from the pool after its address left"
+                    );
+                    assert!(
+                        from_cache.is_none() || !m.fresh.contains(&id),
+                        "fresh {id:?} served from the pool"
                     );
                     if let Some(max) = pool.limits.max_uses {
                         assert!(
@@ -525,6 +585,7 @@ fn run(max_per_host: usize, max_open: usize, p: Policies, ops: &[Op]) {
         shut_down: false,
         closes: 0,
         gone: HashSet::new(),
+        fresh: HashSet::new(),
     };
     for op in ops {
         step(&mut pool, &mut m, op);

@@ -1338,3 +1338,5 @@ fn a_timer_owner_keeps_a_wheel_entry_at_24_bytes() {
     // (src/wheel/mod.rs): 24 bytes only while the owner's `Option` fits in 8.
     assert_eq!(std::mem::size_of::<Option<TimerOwner>>(), 8);
 }
+
+mod checkout;

@@ -17,12 +17,14 @@ use std::time::Instant;
 use mio::{Interest, Token};
 
 use crate::conn::{Connection, Returned, Shared};
+use crate::error::AllocateError;
 use crate::error::{ConnectError, Function};
+use crate::event::FromCache;
 use crate::event::{Event, Events, Outcome, Readiness, SourceReady, TimerFired};
 use crate::lifecycle::{CloseReason, Lifecycle};
 use crate::net;
-use crate::pool::{Command, Phase, Pool, PoolOutcome, SlotId};
-use crate::request::Host;
+use crate::pool::{CheckedOut, Checkout, Command, Phase, Pool, PoolOutcome, SlotId};
+use crate::request::{Host, Request, Target};
 use crate::time::Millis;
 use crate::tls::{self, Handshake, IdleVerdict, TlsSession};
 
@@ -585,6 +587,95 @@ impl<C> Driver<C> {
     }
 
     /// Turns decided requests into outcome events.
+    /// The connection of `slot`, which the pool has just lent; `None` if
+    /// the table lost its socket (never expected).
+    fn lend(
+        &mut self,
+        slot: SlotId,
+        from_cache: Option<FromCache>,
+        checkout: Checkout,
+        target: &Target,
+    ) -> Option<Connection> {
+        let entry = self.entry(slot.index);
+        let (stream, tls) = (entry.stream.take()?, entry.tls.take());
+        // A target given by name: the address its socket reached.
+        let peer = names::Named::peer_of(entry.named.as_deref(), slot)
+            .unwrap_or_else(|| target.socket_addr());
+        Some(Connection::new(
+            stream,
+            tls,
+            slot.conn_id(),
+            Rc::clone(&self.shared),
+            from_cache,
+            checkout,
+            peer,
+        ))
+    }
+
+    /// [`Reactor::checkout_now`](crate::Reactor::checkout_now). `vouched`:
+    /// the last tick read all readiness, so a pooled socket it left idle had
+    /// none (its close would have closed it); otherwise each candidate is
+    /// checked directly, as a cut-short tick checks its hits.
+    pub(super) fn checkout_now(
+        &mut self,
+        registry: &mio::Registry,
+        request: Request<C>,
+        vouched: bool,
+    ) -> Result<crate::Checkout<C>, AllocateError<C>> {
+        let now = self.tick_now();
+        // Connections dropped since the last tick may serve it.
+        self.take_returned(now);
+        let (epoch, timeout, fresh) = (self.epoch, request.timeout, request.fresh);
+        let mut decided = None;
+        let sockets = &mut self.sockets;
+        let checked = self.pool.checkout_now(
+            request,
+            now,
+            || {
+                let t = since(epoch).0;
+                decided = Some(t);
+                t
+            },
+            |slot| match sockets.get_mut(slot.index as usize) {
+                Some(entry) if entry.stream.is_none() => Some(CloseReason::PeerClosed),
+                Some(entry) if !vouched => entry.idle_check(),
+                Some(_) => None,
+                None => Some(CloseReason::PeerClosed),
+            },
+        );
+        // The closes of candidates judged dead or expired, and a connect.
+        self.run_commands_between_ticks(registry, decided);
+        match checked? {
+            CheckedOut::Pending(id) => Ok(crate::Checkout::Pending(id)),
+            CheckedOut::Lent {
+                slot,
+                checkout,
+                target,
+                context,
+            } => match self.lend(slot, Some(FromCache::Immediate), checkout, &target) {
+                Some(conn) => Ok(crate::Checkout::Ready(conn, context)),
+                None => {
+                    debug_assert!(false, "no socket for lent {slot:?}");
+                    self.pool.handle_returned(slot, false, self.tick_now);
+                    let mut request = Request::with_host(
+                        target.scheme.clone(),
+                        target.host.clone(),
+                        target.port,
+                        context,
+                    );
+                    request.target = (*target).clone();
+                    request.timeout = timeout;
+                    request.fresh = fresh;
+                    let id = self
+                        .pool
+                        .allocate(request, self.tick_now, || since(epoch).0)?;
+                    self.run_commands_between_ticks(registry, None);
+                    Ok(crate::Checkout::Pending(id))
+                }
+            },
+        }
+    }
+
     pub(super) fn deliver(&mut self, events: &mut Events<C>, now: Millis) {
         while let Some(outcome) = self.pool.poll_outcome(now) {
             let event = match outcome {
@@ -596,21 +687,8 @@ impl<C> Driver<C> {
                     target,
                     context,
                 } => {
-                    let entry = self.entry(slot.index);
-                    let (stream, tls) = (entry.stream.take(), entry.tls.take());
-                    // A target given by name: the address its socket reached.
-                    let peer = names::Named::peer_of(entry.named.as_deref(), slot)
-                        .unwrap_or_else(|| target.socket_addr());
-                    let result = match stream {
-                        Some(stream) => Ok(Connection::new(
-                            stream,
-                            tls,
-                            slot.conn_id(),
-                            Rc::clone(&self.shared),
-                            from_cache,
-                            checkout,
-                            peer,
-                        )),
+                    let result = match self.lend(slot, from_cache, checkout, &target) {
+                        Some(conn) => Ok(conn),
                         None => {
                             // The table lost the socket: never expected, but
                             // the request still gets exactly one outcome.

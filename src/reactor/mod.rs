@@ -18,6 +18,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::checkout::Checkout;
 use crate::config::Config;
 use crate::conn::{Connection, Shared};
 use crate::error::{AllocateError, Error};
@@ -145,6 +146,54 @@ impl<C> Reactor<C> {
         self.driver
             .run_commands_between_ticks(self.poll.registry(), decided);
         Ok(id)
+    }
+
+    /// A connection now, if the pool has one: an opt-in synchronous
+    /// checkout beside [`allocate`](Reactor::allocate)'s always-async one.
+    /// [`Checkout::Ready`] when an idle connection of the request's key is
+    /// there with nobody waiting ahead and the request is not
+    /// [fresh](Request::fresh); [`Checkout::Pending`] otherwise, the request
+    /// then allocated exactly as `allocate` would (same checks, same queue,
+    /// same one outcome).
+    ///
+    /// What a `Ready` connection is worth, against one a poll delivers:
+    ///
+    /// - **Alive by the last tick.** A pooled socket's readiness (the peer's
+    ///   close, stray data) closes it in the tick that reads it, so one the
+    ///   last tick left idle was alive then. When that tick was cut short by
+    ///   [`max_events_per_tick`](crate::Config::max_events_per_tick) and may
+    ///   have left readiness unread, the candidate is checked directly (a
+    ///   peek, or rustls for TLS), as such a tick checks its hits. What a
+    ///   poll adds, and this cannot: a close that arrived after the last
+    ///   tick. A delivered hit is vouched for by the `epoll_wait` of the
+    ///   tick that delivers it; this one by the tick before. The caller's
+    ///   first write or read tells, as it would for a close that races any
+    ///   delivery (see the README's Guarantees).
+    /// - **Within its keep-alive and lifetime by the clock.** The clock is
+    ///   read once when there is a candidate, and one past its keep-alive
+    ///   or `max_lifetime` is closed (with its close reason) and the next
+    ///   judged, never handed out.
+    /// - **FIFO holds:** a request waiting for the key is served first;
+    ///   this one then queues behind it.
+    ///
+    /// It costs one clock read when there is a candidate (a cache hit
+    /// through `allocate` reads none until the delivering tick, which
+    /// reads it anyway) and saves the poll: a proxy at concurrency 1 makes
+    /// one `epoll_wait` fewer per request.
+    ///
+    /// # Errors
+    ///
+    /// As [`allocate`](Reactor::allocate), with the request given back.
+    pub fn checkout_now(&mut self, request: Request<C>) -> Result<Checkout<C>, AllocateError<C>> {
+        if let Some(reason) = self.name_refusal(&request) {
+            return Err(AllocateError {
+                error: Error::InvalidRequest { reason },
+                request: Box::new(request),
+            });
+        }
+        let vouched = !self.more_ready;
+        self.driver
+            .checkout_now(self.poll.registry(), request, vouched)
     }
 
     /// Why `request`'s host or TLS server name is refused, if it is: what
