@@ -15,7 +15,10 @@
 //! than two buffers per client.
 //!
 //! A request's life: `Idle` (reading a head) → `Connecting` (a connection
-//! asked of the pool) → `Exchanging` (request up, response down) →
+//! asked of the pool; skipped when an idle one is taken at once with
+//! [`Reactor::checkout_now`], so a kept-alive request goes up in the pass
+//! that read it, with no poll in between) → `Exchanging` (request up,
+//! response down) →
 //! `Flushing` (the response is in, the upstream connection went back to the
 //! pool, the rest goes to the client) → `Idle` again, or closed.
 //!
@@ -28,8 +31,9 @@
 //!
 //! # Retry rule
 //!
-//! A request is sent again, once, on a new connection (never one from the
-//! pool) when all of these hold: its connection came from the pool
+//! A request is sent again, once, on a new connection (a
+//! [fresh](keepalive::Request::fresh) request: never one from the pool)
+//! when all of these hold: its connection came from the pool
 //! (`from_cache()` is `Some`), it failed (write error, EOF or reset) before
 //! any byte of the response arrived, and either no byte of the request was
 //! written, or the request is idempotent (RFC 9110 §9.2.2: GET, HEAD, PUT,
@@ -90,7 +94,8 @@ use std::time::Duration;
 use keepalive::mio::net::{TcpListener, TcpStream, UnixStream};
 use keepalive::mio::{Interest, Token};
 use keepalive::{
-    Config as PoolConfig, ConnId, Connection, Event, Events, Reactor, Request, RequestId, TimerId,
+    Checkout, Config as PoolConfig, ConnId, Connection, Event, Events, Reactor, Request, RequestId,
+    TimerId,
 };
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
@@ -1255,15 +1260,7 @@ impl Worker {
         };
         c.pending = None;
         match result {
-            Ok(conn) => {
-                c.reused = conn.from_cache().is_some();
-                self.by_conn.insert(conn.id(), idx);
-                c.upstream = Some(conn);
-                c.up_writable = true;
-                c.up_readable = false;
-                c.up_hup = false;
-                c.state = State::Exchanging;
-            }
+            Ok(conn) => attach(&mut self.by_conn, c, idx, conn),
             Err(e) => {
                 let timed_out = e.errno().is_some_and(|n| {
                     io::Error::from_raw_os_error(n).kind() == io::ErrorKind::TimedOut
@@ -1414,7 +1411,7 @@ impl Worker {
                         c.state = State::Connecting;
                         if c.scan_request().is_err() {
                             c.answer(local, 400);
-                        } else if !allocate(reactor, c, idx, config, false) {
+                        } else if !allocate(reactor, by_conn, c, idx, config, false) {
                             c.answer(local, 502);
                         }
                         // One timer operation per request: the upstream's
@@ -1614,8 +1611,13 @@ fn arm(reactor: &mut Reactor<u64>, c: &mut Client, idx: usize, delay: Duration, 
 
 /// Asks the pool for an upstream connection for client `idx`; `fresh`: a
 /// new one (a retry), from a pool partition that never keeps idle ones.
+///
+/// An idle pooled connection is taken at once ([`Reactor::checkout_now`]):
+/// the request goes up in the same pass, with no poll in between. Only a
+/// new connection (or a wait) comes as an outcome.
 fn allocate(
     reactor: &mut Reactor<u64>,
+    by_conn: &mut ConnMap,
     c: &mut Client,
     idx: usize,
     config: &Config,
@@ -1627,15 +1629,30 @@ fn allocate(
     let mut request = Request::with_host("http", up.host.clone(), up.port, key(idx, c.generation))
         .timeout(config.connect_timeout);
     if fresh {
-        request = request.tag("fresh");
+        request = request.fresh();
     }
-    match reactor.allocate(request) {
-        Ok(id) => {
+    match reactor.checkout_now(request) {
+        Ok(Checkout::Ready(conn, _)) => {
+            attach(by_conn, c, idx, conn);
+            true
+        }
+        Ok(Checkout::Pending(id)) => {
             c.pending = Some(id);
             true
         }
         Err(_) => false,
     }
+}
+
+/// Client `idx` has its upstream connection: the exchange starts.
+fn attach(by_conn: &mut ConnMap, c: &mut Client, idx: usize, conn: Connection) {
+    c.reused = conn.from_cache().is_some();
+    by_conn.insert(conn.id(), idx);
+    c.upstream = Some(conn);
+    c.up_writable = true;
+    c.up_readable = false;
+    c.up_hup = false;
+    c.state = State::Exchanging;
 }
 
 /// Parses the response head if it is not in yet, and finds where the body
@@ -1691,9 +1708,7 @@ fn release_upstream(reactor: &mut Reactor<u64>, by_conn: &mut ConnMap, c: &mut C
     }
     if let Some(conn) = c.upstream.take() {
         by_conn.remove(&conn.id());
-        // A retry's connection is never pooled: its partition stays empty,
-        // so the next retry gets a new connection too.
-        if c.up_reusable && sent && !c.retried {
+        if c.up_reusable && sent {
             let _ = reactor.free(conn);
         } else {
             conn.close();
@@ -1737,7 +1752,7 @@ fn upstream_failed(
         c.up_head_sent = 0;
         c.req_written = 0;
         c.state = State::Connecting;
-        if allocate(reactor, c, idx, config, true) {
+        if allocate(reactor, by_conn, c, idx, config, true) {
             return Step::Again;
         }
     }
