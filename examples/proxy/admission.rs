@@ -80,16 +80,26 @@ impl Spare {
     }
 }
 
-/// The process's soft limit on open descriptors (`RLIMIT_NOFILE`), from
-/// `/proc/self/limits`; `None` if it cannot be read or is unlimited.
+/// The process's soft limit on open descriptors (`RLIMIT_NOFILE`); `None`
+/// if unlimited or unknown.
 pub fn descriptor_limit() -> Option<usize> {
-    let mut text = String::new();
-    File::open("/proc/self/limits")
-        .ok()?
-        .read_to_string(&mut text)
-        .ok()?;
-    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    limit.current.and_then(|n| usize::try_from(n).ok())
+}
+
+/// Raises the soft descriptor limit to the hard one, as nginx's
+/// `worker_rlimit_nofile` and Go's runtime do: the soft default (often
+/// 1 024) is a compatibility setting for `select`, which nothing here uses.
+/// Returns the limit in force afterwards.
+pub fn raise_descriptor_limit() -> Option<usize> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        // Refused (a container's seccomp, say): the soft limit stays.
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+    descriptor_limit()
 }
 
 /// Descriptors a process of `threads` workers keeps for itself: standard

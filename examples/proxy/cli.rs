@@ -25,12 +25,22 @@ pub fn run(args: &[String]) -> Result<()> {
         config.upstream = up.into();
     }
     config.signals = true;
+    let descriptors = super::admission::raise_descriptor_limit();
+    let (clients, upstream) = (config.client_limit(), config.upstream_sockets());
+    if config.clients_exceed_descriptors() {
+        eprintln!(
+            "warning: --max-clients {clients} asks for more descriptors than the limit ({}) \
+             leaves beside the upstream's quarter ({upstream} sockets per thread): clients past \
+             it are answered 503 at accept. Raise the limit (ulimit -n) or lower --max-clients.",
+            descriptors.map_or("unlimited".to_owned(), |n| n.to_string())
+        );
+    }
     let proxy = Proxy::start(config.clone())?;
     println!(
-        "proxy listening on http://{} ({} threads, at most {} clients), upstream {}",
+        "proxy listening on http://{} ({} threads, at most {clients} clients, {upstream} \
+         upstream sockets per thread), upstream {}",
         proxy.addr(),
         config.threads,
-        config.client_limit(),
         config.upstream
     );
     let mut last = proxy.totals();

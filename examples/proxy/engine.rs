@@ -179,19 +179,31 @@ impl Config {
 
     /// Upstream sockets per worker (connecting, in use, idle): what the
     /// configuration asks, within the worker's share of the descriptors
-    /// the client limit leaves.
-    fn upstream_sockets(&self) -> usize {
+    /// the client limit leaves, and never less than a quarter of them
+    /// (see [`Config::clients_exceed_descriptors`]).
+    pub fn upstream_sockets(&self) -> usize {
         let threads = self.threads.max(1);
         let wanted = self.max_upstream * 2 + 16;
         match admission::descriptor_limit() {
             Some(limit) => {
-                let left = limit
-                    .saturating_sub(admission::fixed_descriptors(threads))
-                    .saturating_sub(self.client_limit());
-                wanted.min(left / threads).max(1)
+                let budget = limit.saturating_sub(admission::fixed_descriptors(threads));
+                let left = budget.saturating_sub(self.client_limit()) / threads;
+                wanted.min(left.max(budget / 4 / threads)).max(1)
             }
             None => wanted,
         }
+    }
+
+    /// Whether the client limit asks for more descriptors than the process
+    /// has beside its upstream quarter: then clients past what is left are
+    /// answered 503 at `accept` (out of descriptors), not queued behind a
+    /// starved upstream.
+    pub fn clients_exceed_descriptors(&self) -> bool {
+        let threads = self.threads.max(1);
+        admission::descriptor_limit().is_some_and(|limit| {
+            let budget = limit.saturating_sub(admission::fixed_descriptors(threads));
+            self.client_limit() > budget - budget / 4
+        })
     }
 }
 
@@ -948,6 +960,7 @@ impl Worker {
                     }
                     Event::Timer(t) if t.value == ACCEPT_TIMER => {
                         self.accept_retry = false;
+                        self.spare.restore();
                         self.accept();
                     }
                     Event::Timer(t) if t.value == DRAIN_TIMER => self.drain_expired(),
@@ -1063,8 +1076,12 @@ impl Worker {
         }
     }
 
-    /// The worker with the fewest clients, if it has fewer than we do.
+    /// The worker with the fewest clients, if it has fewer than we do;
+    /// none once the proxy drains (a worker may have ended).
     fn less_busy_worker(&self) -> Option<usize> {
+        if self.shared.drain.load(Ordering::Relaxed) {
+            return None;
+        }
         let count = |i: usize| self.shared.inboxes[i].clients.load(Ordering::Relaxed);
         let mine = count(self.me);
         let (least, n) = (0..self.shared.inboxes.len())
@@ -1094,7 +1111,8 @@ impl Worker {
         }
     }
 
-    /// SIGTERM or SIGINT: drain. SIGHUP: nothing to reload (the upstream
+    /// SIGTERM or SIGINT: drain; a second one during the drain stops at
+    /// once. SIGHUP: nothing to reload (the upstream
     /// is resolved by the pool as its answers expire), so it is taken and
     /// ignored rather than left to kill the process.
     fn signalled(&mut self) {
@@ -1104,7 +1122,12 @@ impl Worker {
                 drain |= signal == SIGTERM || signal == SIGINT;
             }
         }
-        if drain {
+        if drain && self.draining {
+            // A second signal: stop now.
+            self.drain_expired();
+        } else if drain {
+            // Workers stop handing clients to each other.
+            self.shared.drain.store(true, Ordering::SeqCst);
             self.begin_drain();
         }
     }
@@ -1115,6 +1138,9 @@ impl Worker {
             return;
         }
         self.draining = true;
+        // Connections the kernel completed are clients already: taken and
+        // served (one request each), not reset with the listener.
+        self.accept();
         if let Some(mut listener) = self.listener.take() {
             let _ = self.reactor.deregister(&mut listener);
         }
@@ -1123,14 +1149,24 @@ impl Worker {
             .set_timer(self.config.drain_timeout, DRAIN_TIMER);
         for idx in 0..self.clients.len() {
             let c = &mut self.clients[idx];
-            match c.state {
-                State::Free => {}
-                // Between requests: nothing in flight.
-                State::Idle if c.inb.is_empty() => self.close(idx),
-                // The response says `Connection: close` if its head is not
-                // out yet, and the client is closed after it.
-                _ => c.keep_client = false,
+            if c.state == State::Free {
+                continue;
             }
+            c.keep_client = false;
+            if c.state == State::Idle && c.inb.is_empty() {
+                // A client accepted in this very tick may have a request in
+                // its socket that no event has announced yet: read first.
+                c.client_readable = true;
+                self.drive(idx);
+                let c = &self.clients[idx];
+                if c.state == State::Idle && c.inb.is_empty() {
+                    // Between requests: nothing in flight.
+                    self.close(idx);
+                }
+            }
+            // Anything else finishes, and the client is closed after its
+            // response (which says `Connection: close` unless its head had
+            // been parsed already).
         }
     }
 
@@ -1209,6 +1245,16 @@ impl Worker {
             TimerKind::Body if !c.req_body.is_done() => {
                 if c.client_reads != c.timer_progress {
                     self.arm(idx, client_timeout, TimerKind::Body);
+                } else if c.inb.room() == 0 {
+                    // The proxy stopped reading the client: its buffer is
+                    // full because the upstream took nothing for a whole
+                    // `client_timeout`. The upstream's stall, not the
+                    // client's.
+                    if let Some(pending) = c.pending.take() {
+                        let _ = self.reactor.deallocate(pending);
+                    }
+                    close_upstream(&mut self.by_conn, c);
+                    self.answer_or_close(idx, 504);
                 } else {
                     if let Some(pending) = c.pending.take() {
                         let _ = self.reactor.deallocate(pending);
@@ -1518,8 +1564,15 @@ impl Worker {
                     if n < tail && !c.up_hup {
                         c.up_readable = false;
                     }
+                    let head_before = c.resp_head_done;
                     match take_response(c) {
                         Ok(()) => {
+                            if c.resp_head_done && !head_before {
+                                // The upstream answered: from now on the
+                                // client must keep up (and later idle) within
+                                // `client_timeout`.
+                                arm(reactor, c, idx, config.client_timeout, TimerKind::Progress);
+                            }
                             if c.resp_head_done && c.resp_body.is_done() {
                                 release_upstream(reactor, by_conn, c);
                             }

@@ -23,12 +23,44 @@ pub fn binary() -> PathBuf {
         .and_then(|deps| deps.parent())
         .expect("target/<profile>/deps");
     let bin = profile.join("examples").join("proxy");
+    let built = std::fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run the tests with `cargo test --all-targets`, or `cargo build --example proxy` first",
+                bin.display()
+            )
+        });
+    // `cargo test --test X` builds no example: a binary older than its
+    // sources would test yesterday's proxy.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let newest = [root.join("examples/proxy"), root.join("src")]
+        .iter()
+        .filter_map(|dir| newest_source(dir))
+        .max();
     assert!(
-        bin.exists(),
-        "{} is missing: run the tests with `cargo test --all-targets`, or `cargo build --example proxy` first",
+        newest.is_none_or(|t| t <= built),
+        "{} is older than its sources: `cargo build --example proxy` (or run `cargo test --all-targets`)",
         bin.display()
     );
     bin
+}
+
+/// The latest modification time of the `.rs` files under `dir`.
+fn newest_source(dir: &std::path::Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let time = if path.is_dir() {
+            newest_source(&path)
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            entry.metadata().and_then(|m| m.modified()).ok()
+        } else {
+            None
+        };
+        newest = newest.max(time);
+    }
+    newest
 }
 
 pub struct ProxyProcess {
@@ -108,11 +140,29 @@ impl ProxyProcess {
         }
     }
 
-    /// Descriptors the proxy has open.
+    /// Descriptors the proxy has open. Panics if the proxy is gone: a
+    /// crashed proxy has no descriptors, which must not read as "back to
+    /// baseline".
+    #[track_caller]
     pub fn fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid))
-            .map(|d| d.count())
-            .unwrap_or(0)
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid));
+        let exited = status.as_deref().map_or(true, |s| {
+            s.lines()
+                .any(|l| l.starts_with("State:") && l.contains('Z'))
+        });
+        match std::fs::read_dir(format!("/proc/{}/fd", self.pid)) {
+            Ok(dir) if !exited => dir.count(),
+            Ok(_) => panic!(
+                "the proxy (pid {}) exited; it printed {:?}",
+                self.pid,
+                self.output.lock().unwrap()
+            ),
+            Err(e) => panic!(
+                "the proxy (pid {}) is gone: {e}; it printed {:?}",
+                self.pid,
+                self.output.lock().unwrap()
+            ),
+        }
     }
 
     /// The proxy's resident memory, in KiB.

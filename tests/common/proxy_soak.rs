@@ -67,6 +67,8 @@ pub struct Report {
     pub rss_after_kib: u64,
     pub wrk_requests_per_sec: Option<f64>,
     pub wrk_non_2xx: Option<u64>,
+    /// wrk's "Socket errors" line, if it printed one.
+    pub wrk_socket_errors: Option<String>,
     pub exit: Option<ExitStatus>,
     pub proxy_output: Vec<String>,
 }
@@ -107,6 +109,18 @@ impl Report {
                 self.rss_after_kib, self.rss_warm_kib
             ));
         }
+        // wrk cannot say when its failures happened: without a restart
+        // (its window explains 502s and broken connections) there must be
+        // none.
+        if self.restarts == 0
+            && (self.wrk_non_2xx.unwrap_or(0) > 0 || self.wrk_socket_errors.is_some())
+        {
+            problems.push(format!(
+                "wrk saw {} non-2xx and socket errors {:?} with no restart injected",
+                self.wrk_non_2xx.unwrap_or(0),
+                self.wrk_socket_errors
+            ));
+        }
         if self.exit.and_then(|s| s.code()) != Some(0) {
             problems.push(format!("exit on SIGTERM: {:?}", self.exit));
         }
@@ -142,8 +156,9 @@ impl Report {
         );
         if let Some(rps) = self.wrk_requests_per_sec {
             println!(
-                "  wrk                {rps:.0} requests/s, {} non-2xx",
-                self.wrk_non_2xx.unwrap_or(0)
+                "  wrk                {rps:.0} requests/s, {} non-2xx, socket errors: {}",
+                self.wrk_non_2xx.unwrap_or(0),
+                self.wrk_socket_errors.as_deref().unwrap_or("none")
             );
         }
         println!(
@@ -293,9 +308,10 @@ pub fn run(settings: &Settings, proxy: impl Fn(&str, &[&str]) -> ProxyProcess) -
         report.slowloris_longest = report.slowloris_longest.max(longest);
     }
     if let Some(child) = wrk {
-        let (rps, non_2xx) = finish_wrk(child);
+        let (rps, non_2xx, socket_errors) = finish_wrk(child);
         report.wrk_requests_per_sec = rps;
         report.wrk_non_2xx = non_2xx;
+        report.wrk_socket_errors = socket_errors;
     }
 
     // Back to the baseline: every client is gone, and the pool's idle
@@ -315,9 +331,16 @@ pub fn run(settings: &Settings, proxy: impl Fn(&str, &[&str]) -> ProxyProcess) -
     last.set_read_timeout(Some(CAP)).unwrap();
     last.write_all(b"GET /files/big HTTP/1.1\r\nHost: soak\r\n\r\n")
         .unwrap();
-    proxy.signal("TERM");
+    // The response has begun before the signal: the request is in flight.
     let mut reader = BufReader::new(last);
+    let begun = std::io::BufRead::fill_buf(&mut reader).map(|b| !b.is_empty());
+    proxy.signal("TERM");
     let r = read_response(&mut reader, false);
+    if !matches!(begun, Ok(true)) {
+        report
+            .failures
+            .push((format!("the last request got no response: {begun:?}"), None));
+    }
     if !matches!(&r, Ok(r) if r.status == 200 && r.body.len() == 1 << 20) {
         report
             .failures
@@ -480,9 +503,9 @@ fn start_wrk(
         .ok()
 }
 
-fn finish_wrk(child: std::process::Child) -> (Option<f64>, Option<u64>) {
+fn finish_wrk(child: std::process::Child) -> (Option<f64>, Option<u64>, Option<String>) {
     let Ok(out) = child.wait_with_output() else {
-        return (None, None);
+        return (None, None, None);
     };
     let text = String::from_utf8_lossy(&out.stdout);
     let after = |label: &str| {
@@ -496,5 +519,5 @@ fn finish_wrk(child: std::process::Child) -> (Option<f64>, Option<u64>) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
     );
-    (rps, non_2xx)
+    (rps, non_2xx, after("Socket errors:"))
 }
