@@ -557,7 +557,43 @@ fn hit_path(settings: Settings) -> Vec<Figure> {
             .peer("observed", r[3]);
         out.push(poe::peer(figure, r.get(4)));
     }
+    // The checkout that needs no poll: checkout_now → free, against the
+    // same deadpool cycle (whose get is synchronous too).
+    let mut ours = sync_hit_cycles(addr);
+    let mut deadpool = |limit| peers::deadpool_hits(1, limit);
+    let r = interleaved(settings, vec![&mut ours, &mut deadpool]);
+    out.push(Figure::new("hit_sync_c1", "cycles/s", true, r[0]).peer("deadpool", r[1]));
     out
+}
+
+/// A warm reactor with one pooled connection to `addr`, and a closure that
+/// runs `checkout_now` → `free` cycles, no poll in the loop.
+fn sync_hit_cycles(addr: SocketAddr) -> impl FnMut(Duration) -> f64 {
+    let mut ka: Reactor<()> = Reactor::new(Config::default()).expect("reactor");
+    let mut events = Events::with_capacity(4);
+    ka.allocate(Request::new("http", LOCALHOST, addr.port(), ()))
+        .expect("allocate");
+    let conn = loop {
+        ka.poll(&mut events, Some(CAP)).expect("poll");
+        if let Some(Event::Outcome(o)) = events.drain().find(|e| matches!(e, Event::Outcome(_))) {
+            break o.result.expect("connect");
+        }
+    };
+    ka.free(conn).expect("free");
+    move |limit: Duration| {
+        let start = Instant::now();
+        let mut cycles = 0u64;
+        while start.elapsed() < limit {
+            for _ in 0..64 {
+                match ka.checkout_now(Request::new("http", LOCALHOST, addr.port(), ())) {
+                    Ok(keepalive::Checkout::Ready(conn, ())) => ka.free(conn).expect("free"),
+                    other => panic!("not a hit: {other:?}"),
+                }
+                cycles += 1;
+            }
+        }
+        cycles as f64 / start.elapsed().as_secs_f64()
+    }
 }
 
 /// A warm reactor with `batch` pooled connections to `addr`, and a closure
