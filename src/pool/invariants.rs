@@ -145,8 +145,17 @@ impl<C> Pool<C> {
                 assert!(!blocked, "key {k} open_blocked without waiters");
             }
             assert!(
-                busy > 0 || !idle.is_empty() || requests > 0,
+                busy > 0 || !idle.is_empty() || requests > 0 || ks.min_idle > 0,
                 "key {k} is empty but kept"
+            );
+            assert_eq!(
+                ks.min_idle > 0,
+                self.warm_keys.contains(&k),
+                "key {k}: warm_keys membership"
+            );
+            assert!(
+                ks.warm_timer.is_none() || ks.min_idle > 0,
+                "key {k}: a warm retry without a minimum"
             );
             assert!(
                 self.key_index.find(hash, |&i| i == k).is_some(),
@@ -213,6 +222,11 @@ impl<C> Pool<C> {
             }
         }
         timers += self.caller_timers.len();
+        timers += self
+            .keys
+            .iter()
+            .filter(|(_, k)| k.warm_timer.is_some())
+            .count();
         assert_eq!(self.wheel.len(), timers, "timers in wheel");
     }
 }

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use super::Pool;
 use super::list::{Link, List};
 use crate::request::Target;
+use crate::time::Millis;
 
 pub(super) struct KeyState {
     /// Shared with every outcome of the key: an outcome carries a pointer,
@@ -25,6 +26,13 @@ pub(super) struct KeyState {
     pub(super) requests: usize,
     /// In the pool's `open_blocked` list.
     pub(super) blocked: Link,
+    /// Idle connections kept ready ([`Pool::keep_warm`]); 0: none.
+    pub(super) min_idle: usize,
+    /// The wait before warm connects are tried again after one failed; 0
+    /// while they succeed.
+    pub(super) warm_backoff: Millis,
+    /// That retry, while it is pending.
+    pub(super) warm_timer: Option<crate::wheel::TimerKey>,
 }
 
 pub(super) fn key_blocked(k: &mut KeyState) -> &mut Link {
@@ -79,6 +87,9 @@ impl<C> Pool<C> {
             waiting: List::default(),
             requests: 0,
             blocked: Link::UNLINKED,
+            min_idle: 0,
+            warm_backoff: 0,
+            warm_timer: None,
         }));
         let (keys, hasher) = (&self.keys, &self.hasher);
         self.key_index
@@ -105,7 +116,7 @@ impl<C> Pool<C> {
         let Some(k) = self.keys.get(key as usize) else {
             return;
         };
-        if k.busy > 0 || !k.idle.is_empty() || k.requests > 0 {
+        if k.busy > 0 || !k.idle.is_empty() || k.requests > 0 || k.min_idle > 0 {
             return;
         }
         let hash = self.hasher.hash_one(&k.target);

@@ -65,6 +65,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 mod timers;
+mod warm;
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -185,6 +186,8 @@ enum TimerOwner {
     Slot(u32),
     /// A caller's timer, by its index in `caller_timers`.
     Caller(u32),
+    /// A warm key's retry after failed connects, by key index.
+    Warm(u32),
 }
 
 /// The pool state machine. See the module docs.
@@ -206,6 +209,8 @@ pub(crate) struct Pool<C> {
     /// reused before then never touches the wheel.
     unstamped: List,
     open_blocked: List,
+    /// Keys with a minimum of idle connections ([`Pool::keep_warm`]).
+    warm_keys: Vec<u32>,
     commands: VecDeque<Command>,
     ready: Outbox<RequestId>,
     /// The caller's live timers; see `timers.rs`.
@@ -252,6 +257,7 @@ impl<C> Pool<C> {
             idle_lru: List::default(),
             unstamped: List::default(),
             open_blocked: List::default(),
+            warm_keys: Vec::new(),
             commands: VecDeque::new(),
             ready: Outbox::with_capacity(0),
             caller_timers: Slab::new(),
@@ -279,7 +285,7 @@ impl<C> Pool<C> {
     /// whose deadline must count from this moment (a cache hit has none).
     #[inline]
     /// Why `request` is refused, if it is; else its timeout.
-    fn admit(&self, request: &Request<C>) -> Result<Millis, Error> {
+    pub(crate) fn admit<D>(&self, request: &Request<D>) -> Result<Millis, Error> {
         let invalid = |reason| Err(Error::InvalidRequest { reason });
         if self.shut_down {
             return Err(Error::ShutDown);
@@ -536,6 +542,7 @@ impl<C> Pool<C> {
         self.cancel_timer(timer);
         self.not_connecting(key);
         self.counters.connected += 1;
+        self.warm_succeeded(key);
         self.note(slot.index, Change::Opened);
         match request {
             Some(r) if !self.is_past_deadline(r, now) => self.reserve_slot(r, slot.index, None),
@@ -562,6 +569,7 @@ impl<C> Pool<C> {
         if let Some(r) = request {
             self.fail(r, error);
         }
+        self.warm_failed(key, now);
         self.after_release(key, now);
     }
 
@@ -630,6 +638,7 @@ impl<C> Pool<C> {
                 TimerOwner::Request(index) => self.request_timed_out(index, now),
                 TimerOwner::Slot(index) => self.slot_timed_out(index, now),
                 TimerOwner::Caller(index) => self.caller_timer_fired(index),
+                TimerOwner::Warm(key) => self.warm_retry(key, now),
             }
         }
         true
@@ -643,6 +652,7 @@ impl<C> Pool<C> {
             return;
         }
         self.shut_down = true;
+        self.stop_warming();
         let pending: Vec<u32> = self
             .requests
             .iter()
@@ -1022,21 +1032,28 @@ impl<C> Pool<C> {
 
     /// Starts a connect for the waiting request `head` of `key`.
     fn connect(&mut self, key: u32, head: u32) {
-        let generation = self.generation();
-        let Some(k) = self.keys.get_mut(key as usize) else {
+        self.dequeue(key, head);
+        let Some(slot) = self.open_slot(key, Some(head)) else {
             return;
         };
+        if let Some(r) = self.requests.get_mut(head as usize) {
+            r.state = RequestState::Connecting { slot };
+        }
+    }
+
+    /// A new connecting slot of `key`, for `request` (or for nobody: a warm
+    /// connect, which idles when it completes), and its connect command.
+    fn open_slot(&mut self, key: u32, request: Option<u32>) -> Option<u32> {
+        let generation = self.generation();
+        let k = self.keys.get_mut(key as usize)?;
         k.busy += 1;
         k.connecting += 1;
         let addr = k.target.socket_addr();
         let bind = k.target.bind;
-        self.dequeue(key, head);
         let slot = index32(self.slots.insert(Slot {
             key,
             generation,
-            state: SlotState::Connecting {
-                request: Some(head),
-            },
+            state: SlotState::Connecting { request },
             timer: None,
             idle_end: CloseReason::KeepAliveExpired,
             idle_deadline: Millis::MAX,
@@ -1051,9 +1068,6 @@ impl<C> Pool<C> {
         }));
         self.open += 1;
         self.connecting += 1;
-        if let Some(r) = self.requests.get_mut(head as usize) {
-            r.state = RequestState::Connecting { slot };
-        }
         self.commands.push_back(Command::Connect {
             slot: SlotId {
                 index: slot,
@@ -1062,6 +1076,7 @@ impl<C> Pool<C> {
             addr,
             bind,
         });
+        Some(slot)
     }
 
     /// Marks `slot` reserved for request `r` (already out of any queue) and
@@ -1327,6 +1342,7 @@ impl<C> Pool<C> {
             }
             SlotState::Connecting { request: None } => {
                 self.close_slot(index, CloseReason::ConnectTimedOut);
+                self.warm_failed(key, now);
                 self.after_release(key, now);
             }
             state => debug_assert!(false, "slot timer fired in {state:?}"),

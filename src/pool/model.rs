@@ -43,6 +43,12 @@ enum Op {
     CheckoutNow {
         key: u16,
     },
+    /// `keep_warm` (0 stops it) or, `once`, `preconnect`.
+    Warm {
+        key: u16,
+        n: usize,
+        once: bool,
+    },
     Deallocate(usize),
     ConnectOk(usize),
     ConnectFail(usize),
@@ -62,6 +68,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0u16..3, prop::option::of(0u64..3_000), prop::bool::weighted(0.2)).prop_map(|(key, timeout, fresh)| Op::Allocate { key, timeout, fresh }),
         2 => (0u16..3).prop_map(|key| Op::CheckoutNow { key }),
+        1 => (0u16..3, 0usize..4, any::<bool>()).prop_map(|(key, n, once)| Op::Warm { key, n, once }),
         1 => any::<usize>().prop_map(Op::Deallocate),
         4 => any::<usize>().prop_map(Op::ConnectOk),
         1 => any::<usize>().prop_map(Op::ConnectFail),
@@ -296,11 +303,23 @@ fn step(pool: &mut Pool<u64>, m: &mut Model, op: &Op) {
             m.gone.insert(slot);
             pool.handle_address_gone(slot, m.now);
         }
+        Op::Warm { key, n, once } => {
+            let target = Request::new("http", IpAddr::V4(Ipv4Addr::LOCALHOST), 1000 + key, ())
+                .target()
+                .clone();
+            if once {
+                pool.preconnect(target, n, m.now);
+            } else {
+                pool.keep_warm(target, n, m.now);
+            }
+        }
         Op::Advance(ms) => {
-            // A tick: the driver stamps idle slots, then fires deadlines.
+            // A tick: the driver stamps idle slots, fires deadlines, then
+            // tops up warm keys.
             m.now += ms;
             pool.stamp_idle(m.now);
             pool.handle_timeout(m.now);
+            pool.top_up_warm(m.now);
         }
         Op::Drain => {}
         Op::Shutdown => {

@@ -180,6 +180,7 @@ impl<C> Pool<C> {
         let Some(key) = key else {
             return (0, 0);
         };
+        self.stop_warming_key(key);
         let mut closed = 0;
         while let Some(slot) = self.keys.get(key as usize).and_then(|k| k.idle.front()) {
             self.close_slot(slot, CloseReason::Purged);

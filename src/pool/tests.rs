@@ -1340,3 +1340,5 @@ fn a_timer_owner_keeps_a_wheel_entry_at_24_bytes() {
 }
 
 mod checkout;
+
+mod warm;

@@ -196,9 +196,59 @@ impl<C> Reactor<C> {
             .checkout_now(self.poll.registry(), request, vouched)
     }
 
+    /// Opens connections for `request`'s key now, until it has `n` idle or
+    /// connecting, within `max_per_host` and `max_open` (never evicting
+    /// another key's idle connection); returns how many connects started.
+    /// No outcome comes of them: they idle when they complete, and
+    /// lifecycle events and counters report them (a failure as a close
+    /// with reason `ConnectFailed` or `ConnectTimedOut`). The request's
+    /// context and timeout are not used; a connect is bounded by
+    /// [`Config::timeout`](crate::Config::timeout).
+    ///
+    /// # Errors
+    ///
+    /// As [`allocate`](Reactor::allocate) for a bad target, and
+    /// [`Error::ShutDown`] after `shutdown`.
+    pub fn preconnect<D>(&mut self, request: Request<D>, n: usize) -> Result<usize, Error> {
+        self.check_warm_target(&request)?;
+        let now = driver::since(self.driver.epoch).0;
+        let started = self.driver.pool.preconnect(request.target, n, now);
+        self.driver
+            .run_commands_between_ticks(self.poll.registry(), Some(now));
+        Ok(started)
+    }
+
+    /// Keeps at least `min_idle` idle connections for `request`'s key from
+    /// now on (0 stops it): a warm pool. Each tick tops the key up as its
+    /// connections are taken, expire or die, within the limits and only
+    /// while no request of the key waits (requests come first); connects
+    /// that fail back off, doubling from 100 ms to 30 s, until one
+    /// succeeds. [`purge`](Reactor::purge) of the key and
+    /// [`shutdown`](Reactor::shutdown) stop it. What is missing is opened
+    /// now, as [`preconnect`](Reactor::preconnect) would.
+    ///
+    /// # Errors
+    ///
+    /// As [`preconnect`](Reactor::preconnect).
+    pub fn keep_warm<D>(&mut self, request: Request<D>, min_idle: usize) -> Result<(), Error> {
+        self.check_warm_target(&request)?;
+        let now = driver::since(self.driver.epoch).0;
+        self.driver.pool.keep_warm(request.target, min_idle, now);
+        self.driver
+            .run_commands_between_ticks(self.poll.registry(), Some(now));
+        Ok(())
+    }
+
+    fn check_warm_target<D>(&self, request: &Request<D>) -> Result<(), Error> {
+        if let Some(reason) = self.name_refusal(request) {
+            return Err(Error::InvalidRequest { reason });
+        }
+        self.driver.pool.admit(request).map(|_| ())
+    }
+
     /// Why `request`'s host or TLS server name is refused, if it is: what
     /// the pool core cannot check (it knows neither names nor TLS).
-    fn name_refusal(&self, request: &Request<C>) -> Option<&'static str> {
+    fn name_refusal<D>(&self, request: &Request<D>) -> Option<&'static str> {
         let valid_server_name = |name: &str| rustls::pki_types::ServerName::try_from(name).is_ok();
         if let Host::Name(name) = &request.target.host {
             if let Err(reason) = crate::resolve::check_name(name) {
@@ -592,6 +642,11 @@ impl<C> Reactor<C> {
         // pooled; the core already failed its request if the deadline had
         // passed (see `Pool::handle_connected`).
         driver.pool.handle_timeout_bounded(floor, self.max_events);
+        // Warm keys topped up once per tick, after the timers that may have
+        // expired their idle connections.
+        if driver.pool.has_warm_keys() {
+            driver.pool.top_up_warm(now);
+        }
         // After the pool's: a request whose deadline passed has failed and
         // its slot closed, so no attempt starts for it. One branch when no
         // name is being resolved or dialled.
