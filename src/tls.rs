@@ -270,6 +270,21 @@ impl TlsSession {
         self.conn.negotiated_key_exchange_group().map(|g| g.name())
     }
 
+    /// Whether the agreed key exchange resists a quantum computer: a hybrid
+    /// with ML-KEM, or ML-KEM alone.
+    pub(crate) fn is_post_quantum(&self) -> bool {
+        matches!(
+            self.kx_group(),
+            Some(
+                NamedGroup::X25519MLKEM768
+                    | NamedGroup::secp256r1MLKEM768
+                    | NamedGroup::MLKEM512
+                    | NamedGroup::MLKEM768
+                    | NamedGroup::MLKEM1024
+            )
+        )
+    }
+
     pub(crate) fn is_resumed(&self) -> bool {
         self.conn.handshake_kind() == Some(HandshakeKind::Resumed)
     }

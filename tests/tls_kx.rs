@@ -106,6 +106,11 @@ fn a_rustls_server_with_ml_kem_negotiates_the_hybrid() {
     assert!(second.is_resumed(), "the second handshake resumed");
     assert_eq!(second.tls_kx_group(), Some(expected_with_ml_kem()));
     assert_one_round_trip(&relay, &expected_key_shares());
+
+    let counters = ka.stats().counters;
+    assert_eq!(counters.tls_handshakes, 2);
+    let post_quantum = if cfg!(feature = "aws-lc-rs") { 2 } else { 0 };
+    assert_eq!(counters.tls_post_quantum, post_quantum);
 }
 
 #[test]
@@ -132,6 +137,9 @@ fn nginx_without_ml_kem_negotiates_x25519_without_a_hello_retry_request() {
     assert!(second.is_resumed(), "nginx resumed the session");
     assert_eq!(second.tls_kx_group(), Some(NamedGroup::X25519));
     assert_one_round_trip(&relay, &[X25519]);
+
+    let counters = ka.stats().counters;
+    assert_eq!((counters.tls_handshakes, counters.tls_post_quantum), (2, 0));
 }
 
 /// TLS 1.2 has no key shares and no HelloRetryRequest: the server picks
@@ -166,4 +174,5 @@ fn a_plain_connection_has_no_key_exchange_group() {
     let mut events = Events::new();
     let conn = connect(&mut ka, &mut events, request(server.addr.port(), ()));
     assert_eq!(conn.tls_kx_group(), None);
+    assert_eq!(ka.stats().counters.tls_handshakes, 0);
 }
