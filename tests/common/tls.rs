@@ -286,10 +286,22 @@ pub fn nginx_tls(pki: &Pki) -> Option<Nginx> {
     nginx_tls_with(pki, "")
 }
 
-/// The same with TLS 1.2 and 1.3, as Debian's packaged `nginx.conf` sets.
+/// The same with TLS 1.2 and 1.3, as Debian's packaged `nginx.conf` sets,
+/// and classical groups only, OpenSSL 3.0's defaults: a server without
+/// ML-KEM even where OpenSSL (3.5 and later) has it.
 pub fn nginx_tls13(pki: &Pki) -> Option<Nginx> {
-    nginx_tls_with(pki, "ssl_protocols TLSv1.2 TLSv1.3;")
+    nginx_tls_with(
+        pki,
+        &format!("ssl_protocols TLSv1.2 TLSv1.3; {CLASSICAL_GROUPS}"),
+    )
 }
+
+/// The same with TLS 1.2 only, whatever this nginx's default.
+pub fn nginx_tls12(pki: &Pki) -> Option<Nginx> {
+    nginx_tls_with(pki, &format!("ssl_protocols TLSv1.2; {CLASSICAL_GROUPS}"))
+}
+
+const CLASSICAL_GROUPS: &str = "ssl_ecdh_curve X25519:prime256v1:secp384r1;";
 
 fn nginx_tls_with(pki: &Pki, extra: &str) -> Option<Nginx> {
     let server = format!(
