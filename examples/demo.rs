@@ -202,8 +202,9 @@ fn main() -> Result<()> {
     get(&mut secure, &mut events, &mut conn)?;
     report("8. https, first (handshake)", t, &conn);
     println!(
-        "   {:?}, resumed: {}",
+        "   {:?}, key exchange {:?}, resumed: {}",
         conn.tls_version().ok_or("no TLS version")?,
+        conn.tls_kx_group().ok_or("no key exchange group")?,
         conn.is_resumed()
     );
     secure.free(conn)?;
@@ -221,7 +222,11 @@ fn main() -> Result<()> {
     secure.allocate(https(tls.port))?;
     let second = wait_outcome(&mut secure, &mut events)?.result?;
     report("   https, second connection", t, &second);
-    println!("   resumed: {}", second.is_resumed());
+    println!(
+        "   resumed: {}, key exchange {:?}",
+        second.is_resumed(),
+        second.tls_kx_group().ok_or("no key exchange group")?
+    );
     expect(second.is_resumed(), "a resumed TLS session")?;
     drop((conn, second));
 
@@ -375,7 +380,9 @@ impl TlsDemo {
         use std::sync::Arc;
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
         let der = cert.cert.der().clone();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // The provider keepalive itself uses (aws-lc-rs with X25519MLKEM768
+        // first, or ring with the `ring` feature), for both ends.
+        let provider = keepalive::tls_crypto_provider();
         let mut roots = rustls::RootCertStore::empty();
         roots.add(der.clone())?;
         let client_config = Arc::new(

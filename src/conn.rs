@@ -250,6 +250,16 @@ impl Connection {
         self.tls.as_ref()?.protocol_version()
     }
 
+    /// The key-exchange group the TLS handshake negotiated, for a TLS
+    /// connection: `X25519MLKEM768` (post-quantum hybrid) with servers that
+    /// offer it under the default `aws-lc-rs` feature, `X25519` with servers
+    /// that do not and under the `ring` feature. `None` for plain TCP and for
+    /// a resumed TLS 1.2 session, which exchanges no new key. The value is
+    /// copied out of rustls: no allocation, no syscall.
+    pub fn tls_kx_group(&self) -> Option<rustls::NamedGroup> {
+        self.tls.as_ref()?.kx_group()
+    }
+
     /// Whether this TLS connection's handshake resumed an earlier session
     /// (no certificate exchange). Always false for plain TCP.
     pub fn is_resumed(&self) -> bool {

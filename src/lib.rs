@@ -208,6 +208,9 @@ pub use timer::TimerId;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals {
+    /// The ring provider, for the benchmarks' before/after TLS figures.
+    #[cfg(feature = "ring")]
+    pub use crate::tls::provider::ring_provider;
     pub use crate::wheel::{TimerKey, Wheel};
 }
 
@@ -222,3 +225,30 @@ pub use mio;
 /// Re-exported so callers can build the [`Config::tls`] client configuration
 /// with the same rustls version.
 pub use rustls;
+
+/// The rustls crypto provider this build uses for its default TLS
+/// configuration, for callers who build their own [`Config::tls`] and want
+/// the same key exchange.
+///
+/// Chosen by cargo feature: `aws-lc-rs` (the default) offers the
+/// post-quantum hybrid X25519MLKEM768 first, with an X25519 key share beside
+/// it so servers without ML-KEM answer without a HelloRetryRequest; `ring`
+/// offers X25519, P-256 and P-384 only. With both features, aws-lc-rs. Each
+/// call builds a new provider (a few small `Vec`s).
+///
+/// ```
+/// use keepalive::rustls;
+/// # fn main() -> Result<(), rustls::Error> {
+/// let roots = rustls::RootCertStore::empty(); // your private CA here
+/// let tls = rustls::ClientConfig::builder_with_provider(keepalive::tls_crypto_provider())
+///     .with_safe_default_protocol_versions()?
+///     .with_root_certificates(roots)
+///     .with_no_client_auth();
+/// # let _ = tls;
+/// # Ok(())
+/// # }
+/// ```
+#[must_use]
+pub fn tls_crypto_provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    tls::provider::shared()
+}

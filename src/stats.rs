@@ -49,6 +49,15 @@ pub struct Counters {
     pub timeouts: u64,
     /// Requests refused because a wait queue was full (`queue`, `EAGAIN`).
     pub queue_overflows: u64,
+    /// TLS handshakes that completed, resumed ones included.
+    pub tls_handshakes: u64,
+    /// Of those, the ones whose key exchange was a post-quantum hybrid
+    /// (X25519MLKEM768; see
+    /// [`Connection::tls_kx_group`](crate::Connection::tls_kx_group)). With
+    /// the default `aws-lc-rs` feature, the share of handshakes whose
+    /// servers speak ML-KEM; always 0 with `ring`. Counted by the reactor,
+    /// not the pool core, which knows nothing of TLS.
+    pub tls_post_quantum: u64,
     failures: [u64; FUNCTIONS],
     closes: [u64; CloseReason::ALL.len()],
 }

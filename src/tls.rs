@@ -22,6 +22,14 @@
 //! consumed and the socket stays pooled; application data, a close_notify,
 //! any other alert, EOF or a protocol error close it.
 //!
+//! # Key exchange
+//!
+//! The crypto provider, and so which key-exchange groups are offered, is
+//! chosen at compile time by a cargo feature: aws-lc-rs by default, with the
+//! post-quantum hybrid X25519MLKEM768 first and an X25519 share beside it so
+//! servers without ML-KEM answer without an extra round trip; or ring,
+//! classical groups only. [`provider`] explains the choice.
+//!
 //! # Costs
 //!
 //! rustls keeps its buffers per connection and grows them as records arrive;
@@ -33,23 +41,31 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, HandshakeKind, ProtocolVersion, RootCertStore};
+use rustls::{
+    ClientConfig, ClientConnection, HandshakeKind, NamedGroup, ProtocolVersion, RootCertStore,
+};
 
 use crate::error::{ConnectError, Function};
 
+pub(crate) mod provider;
+#[cfg(all(
+    feature = "ring",
+    any(not(feature = "aws-lc-rs"), feature = "internals")
+))]
+mod ring_parts;
 #[cfg(test)]
 mod tests;
 
 /// The configuration used when the caller gives none: Mozilla's root
-/// certificates (webpki-roots), the ring provider, TLS 1.2 and 1.3, and
-/// rustls's in-memory session cache for resumption.
+/// certificates (webpki-roots), the build's crypto provider (see
+/// [`provider`]), TLS 1.2 and 1.3, and rustls's in-memory session cache for
+/// resumption.
 pub(crate) fn default_client_config() -> Result<Arc<ClientConfig>, rustls::Error> {
     let roots = RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let config = ClientConfig::builder_with_provider(provider::shared())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     Ok(Arc::new(config))
 }
 
@@ -245,6 +261,28 @@ impl TlsSession {
 
     pub(crate) fn protocol_version(&self) -> Option<ProtocolVersion> {
         self.conn.protocol_version()
+    }
+
+    /// The key-exchange group the handshake agreed on; `None` before the
+    /// handshake ends, and for a resumed TLS 1.2 session, which exchanges no
+    /// new key.
+    pub(crate) fn kx_group(&self) -> Option<NamedGroup> {
+        self.conn.negotiated_key_exchange_group().map(|g| g.name())
+    }
+
+    /// Whether the agreed key exchange resists a quantum computer: a hybrid
+    /// with ML-KEM, or ML-KEM alone.
+    pub(crate) fn is_post_quantum(&self) -> bool {
+        matches!(
+            self.kx_group(),
+            Some(
+                NamedGroup::X25519MLKEM768
+                    | NamedGroup::secp256r1MLKEM768
+                    | NamedGroup::MLKEM512
+                    | NamedGroup::MLKEM768
+                    | NamedGroup::MLKEM1024
+            )
+        )
     }
 
     pub(crate) fn is_resumed(&self) -> bool {

@@ -46,6 +46,8 @@ pub(super) struct Driver<C> {
     pub(super) tls_schemes: Vec<Cow<'static, str>>,
     /// The caller's, or the default built on first use.
     pub(super) tls_config: Option<Arc<rustls::ClientConfig>>,
+    /// TLS handshakes completed, and how many of them were post-quantum.
+    pub(super) tls_counters: (u64, u64),
     /// The resolver and its sockets, Happy Eyeballs.
     pub(super) names: names::Names,
 }
@@ -352,7 +354,13 @@ impl<C> Driver<C> {
             None => Handshake::Done,
         };
         match progress {
-            Handshake::Done => self.pool.handle_connected(slot, now),
+            Handshake::Done => {
+                if let Some(post_quantum) = entry.tls.as_ref().map(|t| t.is_post_quantum()) {
+                    self.tls_counters.0 += 1;
+                    self.tls_counters.1 += u64::from(post_quantum);
+                }
+                self.pool.handle_connected(slot, now);
+            }
             Handshake::WantIo => {}
             Handshake::Failed(e) => self.pool.handle_connect_failed(slot, e, now),
         }

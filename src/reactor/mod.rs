@@ -91,6 +91,7 @@ impl<C> Reactor<C> {
                     .map(crate::request::lowercase)
                     .collect(),
                 tls_config: config.tls,
+                tls_counters: (0, 0),
                 names,
             },
         })
@@ -528,11 +529,17 @@ impl<C> Reactor<C> {
     /// An exact snapshot: sockets connecting, lent and idle and requests
     /// waiting, over all keys, and the counters since the reactor was made
     /// (hits, new connections, timeouts, failures by function, closes by
-    /// reason, queue overflows). O(1), no allocation, no syscall: the pool
-    /// keeps every number as it changes state.
+    /// reason, queue overflows, TLS handshakes and how many were
+    /// post-quantum). O(1), no allocation, no syscall: the pool keeps every
+    /// number as it changes state.
     #[must_use]
     pub fn stats(&self) -> Stats {
-        self.driver.pool.stats()
+        let mut stats = self.driver.pool.stats();
+        (
+            stats.counters.tls_handshakes,
+            stats.counters.tls_post_quantum,
+        ) = self.driver.tls_counters;
+        stats
     }
 
     /// The same counts per pool key, written into `out` (cleared first).

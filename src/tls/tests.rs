@@ -71,7 +71,7 @@ fn pki() -> Pki {
     let der: CertificateDer<'static> = cert.cert.der().clone();
     let mut roots = RootCertStore::empty();
     roots.add(der.clone()).expect("root");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::tls::provider::shared();
     let client = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .expect("versions")
@@ -284,4 +284,37 @@ fn eof_during_the_handshake_is_a_tls_failure() {
         Handshake::Failed(e) => assert!(e.message().contains("closed during TLS handshake"), "{e}"),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn the_default_configuration_offers_this_builds_groups_in_order() {
+    use rustls::NamedGroup as G;
+    let config = default_client_config().expect("default config");
+    let groups: Vec<G> = config
+        .crypto_provider()
+        .kx_groups
+        .iter()
+        .map(|g| g.name())
+        .collect();
+    // X25519 right after the hybrid: its share rides along for free, so a
+    // server without ML-KEM needs no HelloRetryRequest.
+    let expected = if cfg!(feature = "aws-lc-rs") {
+        vec![G::X25519MLKEM768, G::X25519, G::secp256r1, G::secp384r1]
+    } else {
+        vec![G::X25519, G::secp256r1, G::secp384r1]
+    };
+    assert_eq!(groups, expected);
+}
+
+#[test]
+fn the_in_memory_pair_negotiates_this_builds_first_group() {
+    let pki = pki();
+    let mut p = Pair::new(&pki, "localhost");
+    p.handshake();
+    let expected = if cfg!(feature = "aws-lc-rs") {
+        rustls::NamedGroup::X25519MLKEM768
+    } else {
+        rustls::NamedGroup::X25519
+    };
+    assert_eq!(p.client.kx_group(), Some(expected));
 }

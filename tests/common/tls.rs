@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use keepalive::rustls::crypto::ring;
 use keepalive::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use keepalive::rustls::{
     self, ClientConfig, RootCertStore, ServerConfig, ServerConnection, StreamOwned,
@@ -72,7 +71,7 @@ impl Pki {
 
     /// The same, adjusted by `f` (ALPN, say).
     pub fn client_config_with(&self, f: impl FnOnce(&mut ClientConfig)) -> Arc<ClientConfig> {
-        let mut config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        let mut config = ClientConfig::builder_with_provider(keepalive::tls_crypto_provider())
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_root_certificates(Pki::roots(&self.ca))
@@ -84,7 +83,7 @@ impl Pki {
     /// A client configuration that trusts only an unrelated CA.
     pub fn client_config_trusting_other_ca(&self) -> Arc<ClientConfig> {
         Arc::new(
-            ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            ClientConfig::builder_with_provider(keepalive::tls_crypto_provider())
                 .with_safe_default_protocol_versions()
                 .unwrap()
                 .with_root_certificates(Pki::roots(&self.other_ca))
@@ -108,7 +107,7 @@ impl Pki {
         f: impl FnOnce(&mut ServerConfig),
     ) -> Arc<ServerConfig> {
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.server_key.clone()));
-        let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        let mut config = ServerConfig::builder_with_provider(keepalive::tls_crypto_provider())
             .with_protocol_versions(versions)
             .unwrap()
             .with_no_client_auth()
@@ -281,11 +280,37 @@ impl Silent {
 }
 
 /// nginx with TLS and the test certificate, `None` (printed) without nginx.
+/// Its own default protocols: TLS 1.2 only for nginx before 1.23.4, such as
+/// Debian 12's 1.22.
 pub fn nginx_tls(pki: &Pki) -> Option<Nginx> {
+    nginx_tls_with(pki, "")
+}
+
+/// The same with TLS 1.2 and 1.3, as Debian's packaged `nginx.conf` sets,
+/// and classical groups only, OpenSSL 3.0's defaults: a server without
+/// ML-KEM even where OpenSSL (3.5 and later) has it.
+pub fn nginx_tls13(pki: &Pki) -> Option<Nginx> {
+    nginx_tls_with(
+        pki,
+        &format!("ssl_protocols TLSv1.2 TLSv1.3; {CLASSICAL_GROUPS}"),
+    )
+}
+
+/// The same with TLS 1.2 only, whatever this nginx's default.
+pub fn nginx_tls12(pki: &Pki) -> Option<Nginx> {
+    nginx_tls_with(pki, &format!("ssl_protocols TLSv1.2; {CLASSICAL_GROUPS}"))
+}
+
+const CLASSICAL_GROUPS: &str = "ssl_ecdh_curve X25519:prime256v1:secp384r1;";
+
+fn nginx_tls_with(pki: &Pki, extra: &str) -> Option<Nginx> {
+    let server = format!(
+        "{extra} ssl_certificate cert.pem; ssl_certificate_key key.pem; keepalive_requests 1000; \
+         keepalive_timeout 60s; location / {{ add_header X-Conn $connection always; return 200 \"hello\\n\"; }}"
+    );
     Nginx::start(Site {
         listen_extra: "ssl",
-        server: "ssl_certificate cert.pem; ssl_certificate_key key.pem; keepalive_requests 1000; \
-                 keepalive_timeout 60s; location / { add_header X-Conn $connection always; return 200 \"hello\\n\"; }",
+        server: &server,
         files: vec![
             ("cert.pem", pki.server_cert_pem.clone().into_bytes()),
             ("key.pem", pki.server_key_pem.clone().into_bytes()),
