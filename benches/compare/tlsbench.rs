@@ -189,6 +189,76 @@ fn ring_provider() -> Option<Arc<crypto::CryptoProvider>> {
     None
 }
 
+/// A burst of 64 requests on a fresh reactor, each to its own connection
+/// (`max_per_host` 64): microseconds from the burst's start to each
+/// outcome. `warm`: the key was kept warm with 64 idle connections first
+/// ([`Reactor::keep_warm`]), so the burst pays no handshake.
+fn burst(config: Arc<ClientConfig>, port: u16, warm: bool, out: &mut Vec<f64>) {
+    let mut ka: Reactor<()> = Reactor::new(
+        Config::default()
+            .with_tls_config(config)
+            .with_max_per_host(64),
+    )
+    .expect("reactor");
+    let mut events = Events::with_capacity(128);
+    let request = || Request::new("https", LOCALHOST, port, ()).server_name("localhost");
+    if warm {
+        ka.keep_warm(request(), 64).expect("keep_warm");
+        let start = Instant::now();
+        while ka.idle_count() < 64 {
+            assert!(start.elapsed() < CAP, "warm-up");
+            ka.poll(&mut events, Some(Duration::from_millis(10)))
+                .expect("poll");
+            events.drain().for_each(drop);
+        }
+        // Warm keys are topped up each tick; stop it before the burst so
+        // the measured ticks do only the burst's work.
+        ka.keep_warm(request(), 0).expect("keep_warm");
+    }
+    let start = Instant::now();
+    for _ in 0..64 {
+        ka.allocate(request()).expect("allocate");
+    }
+    let mut held = Vec::with_capacity(64);
+    while held.len() < 64 {
+        ka.poll(&mut events, Some(CAP)).expect("poll");
+        for e in events.drain() {
+            if let Event::Outcome(o) = e {
+                out.push(start.elapsed().as_secs_f64() * 1e6);
+                held.push(o.result.expect("TLS connect"));
+            }
+        }
+    }
+    for conn in held {
+        abort_on_close(&conn);
+        conn.close();
+    }
+}
+
+/// `tls_burst_p99`: the p99 of a burst's 64 connections against a cold
+/// pool and a warm one ([`Reactor::keep_warm`]), over `rounds` bursts each,
+/// interleaved.
+fn burst_figure(cert: &Cert, port: u16, server: &str, rounds: usize) -> Figure {
+    let config = client_config(cert, keepalive::tls_crypto_provider(), true);
+    let (mut warm, mut cold) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        burst(config.clone(), port, false, &mut cold);
+        burst(config.clone(), port, true, &mut warm);
+    }
+    let p99 = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get((v.len() * 99).div_ceil(100).saturating_sub(1))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let (warm_median, cold_median) = (median(warm.clone()), median(cold.clone()));
+    Figure::new("tls_burst_p99", "µs", false, p99(warm))
+        .peer("cold", p99(cold))
+        .note(format!(
+            "64 connections at once to {server}, {rounds} bursts; median {warm_median:.0} µs warm, {cold_median:.0} µs cold"
+        ))
+}
+
 pub(crate) fn figures(settings: Settings) -> Vec<Figure> {
     let cert = cert();
     let rustls_addr = rustls_server(&cert);
@@ -202,6 +272,13 @@ pub(crate) fn figures(settings: Settings) -> Vec<Figure> {
         println!("tls_connect: no ring column (build with --features ring for it)");
     }
     let mut figures = Vec::new();
+    let (burst_server, burst_port) = servers[servers.len() - 1];
+    figures.push(burst_figure(
+        &cert,
+        burst_port,
+        burst_server,
+        if settings.smoke { 1 } else { 20 },
+    ));
     for (server, port) in servers {
         for resume in [false, true] {
             let (mut ours_lat, mut ring_lat) = (Vec::new(), Vec::new());
