@@ -92,6 +92,22 @@ pub fn figures(settings: Settings) -> Vec<Figure> {
         }
         return Vec::new();
     }
+    drop((ours, nginx_proxy));
+    let mut out = measure(settings, &backend, threads, false);
+    // Per core: one worker each (`--threads 1`, `worker_processes 1`,
+    // `nbthread 1`), the figure that decides how many machines a user needs.
+    out.extend(measure(settings, &backend, 1, true));
+    out
+}
+
+/// wrk at concurrency 1, 16 and 64 through ours, nginx and HAProxy with
+/// `threads` workers each, interleaved rounds; `per_core` names the figures
+/// `proxy_core_*`.
+fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) -> Vec<Figure> {
+    let mut config = ProxyConfig::new(SocketAddr::new(LOCALHOST, 0), backend.addr);
+    config.threads = threads;
+    let ours = Proxy::start(config).expect("start our proxy");
+    let nginx_proxy = Peer::nginx(backend.addr, threads);
     let haproxy = Peer::haproxy(backend.addr, threads);
     let addrs = [ours.addr(), nginx_proxy.addr, haproxy.addr];
     println!(
@@ -168,7 +184,7 @@ pub fn figures(settings: Settings) -> Vec<Figure> {
         let ours_requests: u64 = runs[0].iter().map(|r| r.requests).sum();
         let own_per_10k = own_connects as f64 * 10_000.0 / ours_requests.max(1) as f64;
         println!(
-            "proxy c{conc}: req/s ours {:.0}, nginx {:.0}, haproxy {:.0}; p50/p99 µs ours {:.0}/{:.0}, \
+            "proxy c{conc} ({threads} threads): req/s ours {:.0}, nginx {:.0}, haproxy {:.0}; p50/p99 µs ours {:.0}/{:.0}, \
              nginx {:.0}/{:.0}, haproxy {:.0}/{:.0}; upstream connections per 10 000 requests: \
              ours {:.2} (own count {own_per_10k:.2}), nginx {:.2}, haproxy {:.2}; \
              CPU µs per request: ours {:.1}, nginx {:.1}, haproxy {:.1}",
@@ -193,10 +209,13 @@ pub fn figures(settings: Settings) -> Vec<Figure> {
              upstream connections per 10 000 requests: ours {:.2}, nginx {:.2}, haproxy {:.2}",
             p50[0], p50[1], p50[2], p99[0], p99[1], p99[2], per_10k[0], per_10k[1], per_10k[2]
         );
-        let (rps_name, p99_name) = match conc {
-            1 => ("proxy_c1", Some("proxy_p99_c1")),
-            16 => ("proxy_c16", None),
-            _ => ("proxy_c64", Some("proxy_p99_c64")),
+        let (rps_name, p99_name) = match (per_core, conc) {
+            (false, 1) => ("proxy_c1", Some("proxy_p99_c1")),
+            (false, 16) => ("proxy_c16", None),
+            (false, _) => ("proxy_c64", Some("proxy_p99_c64")),
+            (true, 1) => ("proxy_core_c1", Some("proxy_core_p99_c1")),
+            (true, 16) => ("proxy_core_c16", Some("proxy_core_p99_c16")),
+            (true, _) => ("proxy_core_c64", Some("proxy_core_p99_c64")),
         };
         out.push(
             Figure::new(rps_name, "req/s", true, rps[0])
@@ -211,10 +230,13 @@ pub fn figures(settings: Settings) -> Vec<Figure> {
                     .peer("haproxy", p99[2]),
             );
         }
-        let cpu_name = match conc {
-            1 => "proxy_cpu_c1",
-            16 => "proxy_cpu_c16",
-            _ => "proxy_cpu_c64",
+        let cpu_name = match (per_core, conc) {
+            (false, 1) => "proxy_cpu_c1",
+            (false, 16) => "proxy_cpu_c16",
+            (false, _) => "proxy_cpu_c64",
+            (true, 1) => "proxy_core_cpu_c1",
+            (true, 16) => "proxy_core_cpu_c16",
+            (true, _) => "proxy_core_cpu_c64",
         };
         out.push(
             Figure::new(cpu_name, "µs CPU/req", false, cpu_us[0])
