@@ -219,3 +219,50 @@ fn a_cache_hit_is_served_whatever_its_timeout() {
     ka.poll_events(&mut events).unwrap();
     assert!(events.is_empty(), "exactly one outcome: {events:?}");
 }
+
+/// A connection given back after a pause without polls, past a waiter's
+/// deadline (by `free`, or dropped and taken back at the next poll): the
+/// waiter is judged by the time the connection came back, not by the last
+/// poll's, so it times out (a passed deadline wins) and the connection
+/// idles. A waiter whose deadline is still ahead is served by it.
+#[test]
+fn a_connection_given_back_after_a_waiters_deadline_passed_without_polls_idles() {
+    let server = Server::start();
+    let pause = Duration::from_millis(80);
+    for (dropped, timeout, served) in [
+        (false, Duration::from_millis(50), false),
+        (true, Duration::from_millis(50), false),
+        (false, Duration::from_secs(30), true),
+        (true, Duration::from_secs(30), true),
+    ] {
+        let mut ka = reactor(Config::default().with_max_per_host(1));
+        let mut events = Events::new();
+        let held = connect(&mut ka, &mut events, request(server.port(), "held"));
+        ka.allocate(request(server.port(), "waiter").timeout(timeout))
+            .unwrap();
+        // No poll: the program does other work, past a 50 ms deadline.
+        std::thread::sleep(pause);
+        if dropped {
+            drop(held);
+        } else {
+            ka.free(held).unwrap();
+        }
+        let outcome = wait_outcome(&mut ka, &mut events);
+        assert_eq!(outcome.context, "waiter");
+        let case = format!("dropped {dropped}, timeout {timeout:?}");
+        if served {
+            let conn = outcome.result.expect(&case);
+            assert_eq!(conn.from_cache(), Some(FromCache::Deferred), "{case}");
+            continue;
+        }
+        let err = outcome.result.expect_err(&case);
+        assert_eq!(err.function(), Function::Connect, "{case}");
+        assert_eq!(err.errno(), Some(libc::ETIMEDOUT), "{case}");
+        assert_eq!(ka.idle_count(), 1, "{case}: the connection idles");
+        ka.poll_events(&mut events).unwrap();
+        assert!(events.is_empty(), "{case}: a second event: {events:?}");
+        let conn = connect(&mut ka, &mut events, request(server.port(), "next"));
+        assert_eq!(conn.from_cache(), Some(FromCache::Immediate), "{case}");
+    }
+    server.assert_accepted(4);
+}

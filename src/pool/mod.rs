@@ -487,7 +487,16 @@ impl<C> Pool<C> {
 
     /// Cancels a pending request and gives its context back. No outcome is
     /// ever delivered for it. A connect under way finishes and idles.
-    pub(crate) fn deallocate(&mut self, id: RequestId, now: Millis) -> Result<C, Error> {
+    ///
+    /// `now` is the driver's time of its last tick; `clock` reads the time
+    /// afresh, and is called only if the key's waiters are judged (see
+    /// `decision_time`).
+    pub(crate) fn deallocate(
+        &mut self,
+        id: RequestId,
+        now: Millis,
+        clock: impl FnOnce() -> Millis,
+    ) -> Result<C, Error> {
         if !self.is_pending(id) {
             return Err(Error::UnknownRequest(id));
         }
@@ -505,6 +514,8 @@ impl<C> Pool<C> {
         };
         self.cancel_timer(r.timer);
         let key = r.key;
+        // A hit's slot released here may go to a waiter.
+        let now = self.decision_time(key, now, clock);
         match r.state {
             RequestState::Waiting => self.dispatch(key, now),
             RequestState::Connecting { slot } => {
@@ -596,13 +607,25 @@ impl<C> Pool<C> {
 
     /// A lent connection came back. A reusable one idles (or goes straight to
     /// the key's first waiter); otherwise, or after shutdown, it is closed.
-    pub(crate) fn handle_returned(&mut self, slot: SlotId, reusable: bool, now: Millis) {
+    ///
+    /// `now` is the driver's time of its last tick; `clock` reads the time
+    /// afresh, and is called only if the key has waiters (see
+    /// `decision_time`): a return with nobody waiting reads no clock.
+    #[inline]
+    pub(crate) fn handle_returned(
+        &mut self,
+        slot: SlotId,
+        reusable: bool,
+        now: Millis,
+        clock: impl FnOnce() -> Millis,
+    ) {
         let Some(s) = self.slot_mut(slot) else { return };
         if s.state != SlotState::Lent {
             debug_assert!(false, "returned slot {slot:?} is {:?}", s.state);
             return;
         }
         let key = s.key;
+        let now = self.decision_time(key, now, clock);
         if reusable && !self.shut_down {
             self.release(slot.index, key, now);
         } else {
@@ -1187,6 +1210,29 @@ impl<C> Pool<C> {
             }
         }
         self.after_release(key, now);
+    }
+
+    /// The time to judge waiters by, for an input between ticks that frees
+    /// a slot of `key` or capacity (a return, a deallocated hit's slot, a
+    /// purge): `now`, the last tick's time, when neither the key nor a key
+    /// blocked on `max_open` has waiters (no clock read: the hit path's
+    /// return), else `clock()`, the time of the decision. By the last
+    /// tick's time, a waiter whose deadline passed in a gap without a poll
+    /// would be handed the slot (or a connect), where a passed deadline
+    /// must win.
+    #[inline]
+    pub(super) fn decision_time(
+        &self,
+        key: u32,
+        now: Millis,
+        clock: impl FnOnce() -> Millis,
+    ) -> Millis {
+        let waiters = self
+            .keys
+            .get(key as usize)
+            .is_some_and(|k| !k.waiting.is_empty())
+            || !self.open_blocked.is_empty();
+        if waiters { clock().max(now) } else { now }
     }
 
     /// Whether request `r` waited (or connected) past its deadline by the

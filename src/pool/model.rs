@@ -49,12 +49,19 @@ enum Op {
         n: usize,
         once: bool,
     },
-    Deallocate(usize),
+    /// Between ticks, `late` ms after the last one (the pool reads that
+    /// time if it judges a waiter).
+    Deallocate {
+        pick: usize,
+        late: u64,
+    },
     ConnectOk(usize),
     ConnectFail(usize),
+    /// Between ticks, `late` ms after the last one, as `Deallocate`.
     Return {
         pick: usize,
         reusable: bool,
+        late: u64,
     },
     PeerClose(usize),
     /// The driver found a socket's address gone from its name's answer.
@@ -69,16 +76,22 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0u16..3, prop::option::of(0u64..3_000), prop::bool::weighted(0.2)).prop_map(|(key, timeout, fresh)| Op::Allocate { key, timeout, fresh }),
         2 => (0u16..3).prop_map(|key| Op::CheckoutNow { key }),
         1 => (0u16..3, 0usize..4, any::<bool>()).prop_map(|(key, n, once)| Op::Warm { key, n, once }),
-        1 => any::<usize>().prop_map(Op::Deallocate),
+        1 => (any::<usize>(), late()).prop_map(|(pick, late)| Op::Deallocate { pick, late }),
         4 => any::<usize>().prop_map(Op::ConnectOk),
         1 => any::<usize>().prop_map(Op::ConnectFail),
-        4 => (any::<usize>(), prop::bool::weighted(0.8)).prop_map(|(pick, reusable)| Op::Return { pick, reusable }),
+        4 => (any::<usize>(), prop::bool::weighted(0.8), late()).prop_map(|(pick, reusable, late)| Op::Return { pick, reusable, late }),
         1 => any::<usize>().prop_map(Op::PeerClose),
         1 => any::<usize>().prop_map(Op::AddressGone),
         3 => prop_oneof![0u64..50, 0u64..2_000, 0u64..20_000].prop_map(Op::Advance),
         5 => Just(Op::Drain),
         1 => Just(Op::Shutdown),
     ]
+}
+
+/// How long after the last tick a call between ticks comes: mostly at
+/// once, sometimes after a pause without polls.
+fn late() -> impl Strategy<Value = u64> {
+    prop_oneof![3 => Just(0u64), 1 => 0u64..3_000]
 }
 
 struct Model {
@@ -228,7 +241,7 @@ fn step(pool: &mut Pool<u64>, m: &mut Model, op: &Op) {
                 }
             }
         }
-        Op::Deallocate(pick) => {
+        Op::Deallocate { pick, late } => {
             let mut ids: Vec<RequestId> = m.pending.keys().copied().collect();
             if ids.is_empty() {
                 return;
@@ -236,7 +249,12 @@ fn step(pool: &mut Pool<u64>, m: &mut Model, op: &Op) {
             ids.sort();
             let id = ids[pick % ids.len()];
             let (ctx, ..) = m.pending[&id];
-            match pool.deallocate(id, m.now) {
+            // The clock moved on since the last tick; what the call decides
+            // is checked against the time of the call.
+            let tick = m.now;
+            m.now += late;
+            let called = m.now;
+            match pool.deallocate(id, tick, || called) {
                 Ok(back) => {
                     assert_eq!(back, ctx);
                     m.pending.remove(&id);
@@ -270,7 +288,11 @@ fn step(pool: &mut Pool<u64>, m: &mut Model, op: &Op) {
                 );
             }
         }
-        Op::Return { pick, reusable } => {
+        Op::Return {
+            pick,
+            reusable,
+            late,
+        } => {
             let mut lent: Vec<SlotId> = m.lent.iter().copied().collect();
             if lent.is_empty() {
                 return;
@@ -278,7 +300,10 @@ fn step(pool: &mut Pool<u64>, m: &mut Model, op: &Op) {
             lent.sort_by_key(|s| (s.index, s.generation));
             let slot = lent[pick % lent.len()];
             m.lent.remove(&slot);
-            pool.handle_returned(slot, reusable, m.now);
+            let tick = m.now;
+            m.now += late;
+            let returned = m.now;
+            pool.handle_returned(slot, reusable, tick, || returned);
         }
         Op::PeerClose(pick) => {
             let mut quiet: Vec<SlotId> = m
@@ -619,6 +644,7 @@ fn run(max_per_host: usize, max_open: usize, p: Policies, ops: &[Op]) {
             &Op::Return {
                 pick: 0,
                 reusable: true,
+                late: 0,
             },
         );
     }

@@ -167,7 +167,14 @@ impl<C> Pool<C> {
 
     /// Closes `target`'s idle slots and marks its busy ones to be closed
     /// when they come free. Returns how many were closed and marked. O(slots).
-    pub(crate) fn purge(&mut self, target: &crate::request::Target, now: Millis) -> (usize, usize) {
+    /// `clock` is called only if the freed capacity may serve a waiter
+    /// (see `decision_time`).
+    pub(crate) fn purge(
+        &mut self,
+        target: &crate::request::Target,
+        now: Millis,
+        clock: impl FnOnce() -> Millis,
+    ) -> (usize, usize) {
         // Requests without a bind address were keyed with the default one.
         let key = match (target.bind, self.limits.bind_address) {
             (None, Some(bind)) => {
@@ -181,6 +188,7 @@ impl<C> Pool<C> {
             return (0, 0);
         };
         self.stop_warming_key(key);
+        let now = self.decision_time(key, now, clock);
         let mut closed = 0;
         while let Some(slot) = self.keys.get(key as usize).and_then(|k| k.idle.front()) {
             self.close_slot(slot, CloseReason::Purged);

@@ -116,10 +116,23 @@ impl Harness {
     /// A connection comes back, and a tick follows at once (the driver
     /// stamps idle expiry at its next tick).
     fn returned(&mut self, slot: SlotId, reusable: bool) {
-        self.pool.handle_returned(slot, reusable, self.now);
+        let now = self.now;
+        self.pool.handle_returned(slot, reusable, now, || now);
         self.pool.check_invariants();
         self.pool.stamp_idle(self.now);
         self.pool.check_invariants();
+    }
+
+    /// Deallocates on the tick's time, which is the real time too.
+    fn dealloc(&mut self, id: RequestId) -> Result<u64, Error> {
+        let now = self.now;
+        self.pool.deallocate(id, now, || now)
+    }
+
+    /// Purges on the tick's time, which is the real time too.
+    fn purge(&mut self, target: &Target) -> (usize, usize) {
+        let now = self.now;
+        self.pool.purge(target, now, || now)
     }
 
     /// A tick at `now`.
@@ -469,12 +482,9 @@ fn deallocate_waiting_returns_context_and_no_outcome() {
     let mut h = Harness::new(limits(1, 128));
     let slot = h.lend_new(80, 1);
     let id = h.alloc(80, 2);
-    assert_eq!(h.pool.deallocate(id, h.now).unwrap(), 2);
+    assert_eq!(h.dealloc(id).unwrap(), 2);
     h.pool.check_invariants();
-    assert!(matches!(
-        h.pool.deallocate(id, h.now),
-        Err(Error::UnknownRequest(_))
-    ));
+    assert!(matches!(h.dealloc(id), Err(Error::UnknownRequest(_))));
     h.returned(slot, true);
     h.at(200_000);
     assert!(h.outcomes().is_empty());
@@ -485,7 +495,7 @@ fn deallocated_connect_that_completes_idles_for_the_next_request() {
     let mut h = Harness::new(limits(4, 128));
     let id = h.alloc(80, 1);
     let slot = h.connect_cmd();
-    assert_eq!(h.pool.deallocate(id, h.now).unwrap(), 1);
+    assert_eq!(h.dealloc(id).unwrap(), 1);
     h.pool.check_invariants();
     h.connected(slot);
     assert!(h.outcomes().is_empty());
@@ -506,7 +516,7 @@ fn deallocated_connect_still_times_out_at_the_request_deadline() {
     let mut h = Harness::new(limits(4, 128));
     let id = h.alloc_timeout(80, 1, 300);
     let slot = h.connect_cmd();
-    h.pool.deallocate(id, h.now).unwrap();
+    h.dealloc(id).unwrap();
     h.at(299);
     assert!(h.commands().is_empty());
     h.at(300);
@@ -522,7 +532,7 @@ fn deallocate_after_cache_hit_puts_socket_back() {
     h.returned(slot, true);
     let id = h.alloc(80, 2);
     assert_eq!(h.pool.idle_count(), 0, "reserved");
-    assert_eq!(h.pool.deallocate(id, h.now).unwrap(), 2);
+    assert_eq!(h.dealloc(id).unwrap(), 2);
     h.pool.check_invariants();
     assert_eq!(h.pool.idle_count(), 1);
     assert!(h.outcomes().is_empty());
@@ -680,14 +690,14 @@ fn stale_ids_are_rejected() {
     let slot = h.connect_cmd();
     h.connected(slot);
     h.outcomes();
-    assert!(matches!(h.pool.deallocate(id, 0), Err(Error::UnknownRequest(got)) if got == id));
+    assert!(matches!(h.dealloc(id), Err(Error::UnknownRequest(got)) if got == id));
     let reuse = h.alloc(81, 2);
     assert_eq!(reuse.index, id.index, "slab reuses the index");
     assert!(
-        matches!(h.pool.deallocate(id, 0), Err(Error::UnknownRequest(_))),
+        matches!(h.dealloc(id), Err(Error::UnknownRequest(_))),
         "old generation"
     );
-    assert_eq!(h.pool.deallocate(reuse, 0).unwrap(), 2);
+    assert_eq!(h.dealloc(reuse).unwrap(), 2);
 }
 
 #[test]
@@ -850,6 +860,98 @@ fn connection_returned_to_a_waiter_skips_the_keep_alive_timer() {
             from_cache: Some(FromCache::Deferred)
         }]
     );
+}
+
+/// Calls between ticks judge a waiter by the time of the call (`clock`),
+/// not by the last tick's: a pause without polls must not let a freed
+/// connection reach a waiter whose deadline passed meanwhile.
+#[test]
+fn a_connection_returned_between_ticks_judges_the_waiter_by_the_time_of_the_return() {
+    for (returned_at, served) in [(100, true), (101, false)] {
+        let mut h = Harness::new(limits(1, 128));
+        let slot = h.lend_new(80, 1);
+        h.alloc_timeout(80, 2, 100); // deadline 100
+        // The last tick was at 0; the return comes at `returned_at`, and
+        // the tick that delivers later still.
+        h.pool.handle_returned(slot, true, 0, || returned_at);
+        h.pool.check_invariants();
+        h.now = returned_at + 50;
+        let seen = h.outcomes();
+        if served {
+            assert_eq!(
+                seen,
+                vec![Seen::Deliver {
+                    ctx: 2,
+                    slot,
+                    from_cache: Some(FromCache::Deferred)
+                }],
+                "decided before the deadline: served, however late the tick"
+            );
+        } else {
+            assert_eq!(seen, vec![timed_out(2)], "a passed deadline wins");
+            assert_eq!(h.pool.idle_count(), 1, "the connection idles");
+        }
+        h.at(returned_at + 50);
+        assert!(h.outcomes().is_empty(), "exactly one outcome");
+    }
+}
+
+#[test]
+fn an_unusable_return_between_ticks_connects_only_for_a_waiter_still_in_time() {
+    for (returned_at, connects) in [(100, true), (101, false)] {
+        let mut h = Harness::new(limits(1, 128));
+        let slot = h.lend_new(80, 1);
+        h.alloc_timeout(80, 2, 100);
+        h.pool.handle_returned(slot, false, 0, || returned_at);
+        h.pool.check_invariants();
+        let commands = h.commands();
+        assert_eq!(commands.first(), Some(&Command::Close { slot }));
+        assert_eq!(commands.len() == 2, connects, "{commands:?}");
+        h.now = returned_at;
+        let seen = h.outcomes();
+        assert_eq!(seen.is_empty(), connects, "{seen:?}");
+    }
+}
+
+#[test]
+fn a_hit_deallocated_between_ticks_judges_the_waiter_by_the_time_of_the_call() {
+    for (called_at, served) in [(100, true), (101, false)] {
+        let mut h = Harness::new(limits(1, 128));
+        let slot = h.lend_new(80, 1);
+        h.returned(slot, true);
+        let hit = h.alloc(80, 2); // reserved, not delivered
+        h.alloc_timeout(80, 3, 100); // waits: the key's one slot is taken
+        assert_eq!(h.pool.deallocate(hit, 0, || called_at).unwrap(), 2);
+        h.pool.check_invariants();
+        h.now = called_at;
+        let seen = h.outcomes();
+        if served {
+            assert_eq!(
+                seen,
+                vec![Seen::Deliver {
+                    ctx: 3,
+                    slot,
+                    from_cache: Some(FromCache::Deferred)
+                }]
+            );
+        } else {
+            assert_eq!(seen, vec![timed_out(3)]);
+            assert_eq!(h.pool.idle_count(), 1);
+        }
+    }
+}
+
+#[test]
+fn a_return_or_deallocate_with_nobody_waiting_reads_no_clock() {
+    let mut h = Harness::new(limits(4, 128));
+    let slot = h.lend_new(80, 1);
+    let no_clock = || -> Millis { panic!("read the clock with nobody waiting") };
+    h.pool.handle_returned(slot, true, 0, no_clock);
+    let hit = h.alloc(80, 2);
+    assert_eq!(h.pool.deallocate(hit, 0, no_clock).unwrap(), 2);
+    let connecting = h.alloc(81, 3);
+    assert_eq!(h.pool.deallocate(connecting, 0, no_clock).unwrap(), 3);
+    h.pool.check_invariants();
 }
 
 // ----- caller timers -------------------------------------------------------
@@ -1104,7 +1206,7 @@ fn purge_closes_idle_and_marks_busy_connections() {
     h.returned(other, true);
     closes(&mut h);
     let target = Request::new("http", LOCAL, 80, ()).target().clone();
-    assert_eq!(h.pool.purge(&target, h.now), (1, 1));
+    assert_eq!(h.purge(&target), (1, 1));
     assert_eq!(h.commands(), vec![Command::Close { slot: idle }]);
     h.returned(lent, true);
     assert_eq!(h.commands(), vec![Command::Close { slot: lent }]);
@@ -1169,9 +1271,9 @@ fn a_purged_orphan_connect_is_closed_once_when_it_completes() {
     let other = h.connect_cmd();
     let id = h.alloc(80, 1);
     let slot = h.connect_cmd();
-    assert_eq!(h.pool.deallocate(id, h.now).unwrap(), 1);
+    assert_eq!(h.dealloc(id).unwrap(), 1);
     let target = Request::new("http", LOCAL, 80, ()).target().clone();
-    assert_eq!(h.pool.purge(&target, h.now), (0, 1));
+    assert_eq!(h.purge(&target), (0, 1));
     closes(&mut h);
     h.connected(slot);
     assert_eq!(h.commands(), vec![Command::Close { slot }]);
@@ -1189,7 +1291,7 @@ fn a_purged_connect_completing_after_its_deadline_is_closed_once() {
     h.alloc_timeout(80, 1, 100);
     let slot = h.connect_cmd();
     let target = Request::new("http", LOCAL, 80, ()).target().clone();
-    assert_eq!(h.pool.purge(&target, h.now), (0, 1));
+    assert_eq!(h.purge(&target), (0, 1));
     closes(&mut h);
     // The connect completes in a tick past the deadline, before the timer.
     h.now = 101;

@@ -145,10 +145,36 @@ pub(super) fn read_clock() -> Instant {
 
 /// Milliseconds since `epoch`, as (rounded up, rounded down), from one
 /// clock read.
-pub(super) fn since(epoch: Instant) -> (Millis, Millis) {
+fn since(epoch: Instant) -> (Millis, Millis) {
     let elapsed = read_clock().saturating_duration_since(epoch);
     let floor = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
     (crate::time::millis_ceil(elapsed), floor)
+}
+
+/// The time of one call between ticks (`allocate`, `free`, ...): read from
+/// the clock when a decision first needs it (a request's deadline, a
+/// waiter's judged), then the same for the rest of the call; never read
+/// when none does, as on the hit path.
+pub(super) struct Decided {
+    epoch: Instant,
+    at: Option<Millis>,
+}
+
+impl Decided {
+    pub(super) fn new(epoch: Instant) -> Decided {
+        Decided { epoch, at: None }
+    }
+
+    /// The call's time, rounded up (an input's stamp), read on first use.
+    pub(super) fn now(&mut self) -> Millis {
+        let epoch = self.epoch;
+        *self.at.get_or_insert_with(|| since(epoch).0)
+    }
+
+    /// The time, if something read it.
+    pub(super) fn at(&self) -> Option<Millis> {
+        self.at
+    }
 }
 
 /// The peer shut down its sending side, or the socket failed.
@@ -504,25 +530,29 @@ impl<C> Driver<C> {
     /// Takes back connections dropped since the last tick, in the order
     /// they were dropped (so the last one dropped is the warmest). The queue
     /// is swapped with a spare so both keep their capacity: no allocation.
+    /// `decided` is read if a waiter's deadline is judged.
     #[inline]
-    pub(super) fn take_returned(&mut self, now: Millis) {
+    pub(super) fn take_returned(&mut self, now: Millis, decided: &mut Decided) {
         if self.shared.has_returned() {
-            self.take_returned_slow(now);
+            self.take_returned_slow(now, decided);
         }
     }
 
-    fn take_returned_slow(&mut self, now: Millis) {
+    fn take_returned_slow(&mut self, now: Millis, decided: &mut Decided) {
         let mut batch = self
             .shared
             .swap_returned(std::mem::take(&mut self.returned_spare));
         for returned in batch.drain(..) {
-            self.take_back(returned, now);
+            self.take_back(returned, now, decided);
         }
         self.returned_spare = batch;
     }
 
-    /// A lent connection came back: decide whether it can be pooled.
-    pub(super) fn take_back(&mut self, returned: Returned, now: Millis) {
+    /// A lent connection came back: decide whether it can be pooled. `now`
+    /// is the last tick's time; a connection that goes to a waiter judges
+    /// the waiter's deadline by `decided` instead, so one whose deadline
+    /// passed since that tick times out rather than being served.
+    pub(super) fn take_back(&mut self, returned: Returned, now: Millis, decided: &mut Decided) {
         let slot = SlotId {
             index: returned.id.index,
             generation: returned.id.generation,
@@ -535,7 +565,8 @@ impl<C> Driver<C> {
         entry.stream = Some(returned.stream);
         entry.tls = returned.tls;
         let poolable = entry.is_poolable(returned.reusable, returned.drained_at);
-        self.pool.handle_returned(slot, poolable, now);
+        self.pool
+            .handle_returned(slot, poolable, now, || decided.now());
     }
 
     /// A tick whose event budget ran out left readiness in the kernel, and
@@ -631,19 +662,15 @@ impl<C> Driver<C> {
         vouched: bool,
     ) -> Result<crate::Checkout<C>, AllocateError<C>> {
         let now = self.tick_now();
+        let mut decided = Decided::new(self.epoch);
         // Connections dropped since the last tick may serve it.
-        self.take_returned(now);
-        let (epoch, timeout, fresh) = (self.epoch, request.timeout, request.fresh);
-        let mut decided = None;
+        self.take_returned(now, &mut decided);
+        let (timeout, fresh) = (request.timeout, request.fresh);
         let sockets = &mut self.sockets;
         let checked = self.pool.checkout_now(
             request,
             now,
-            || {
-                let t = since(epoch).0;
-                decided = Some(t);
-                t
-            },
+            || decided.now(),
             |slot| match sockets.get_mut(slot.index as usize) {
                 Some(entry) if entry.stream.is_none() => Some(CloseReason::PeerClosed),
                 Some(entry) if !vouched => entry.idle_check(),
@@ -652,7 +679,7 @@ impl<C> Driver<C> {
             },
         );
         // The closes of candidates judged dead or expired, and a connect.
-        self.run_commands_between_ticks(registry, decided);
+        self.run_commands_between_ticks(registry, decided.at());
         match checked? {
             CheckedOut::Pending(id) => Ok(crate::Checkout::Pending(id)),
             CheckedOut::Lent {
@@ -664,7 +691,8 @@ impl<C> Driver<C> {
                 Some(conn) => Ok(crate::Checkout::Ready(conn, context)),
                 None => {
                     debug_assert!(false, "no socket for lent {slot:?}");
-                    self.pool.handle_returned(slot, false, self.tick_now);
+                    let now = self.tick_now;
+                    self.pool.handle_returned(slot, false, now, || now);
                     let mut request = Request::with_host(
                         target.scheme.clone(),
                         target.host.clone(),
@@ -676,7 +704,7 @@ impl<C> Driver<C> {
                     request.fresh = fresh;
                     let id = self
                         .pool
-                        .allocate(request, self.tick_now, || since(epoch).0)?;
+                        .allocate(request, self.tick_now, || decided.now())?;
                     self.run_commands_between_ticks(registry, None);
                     Ok(crate::Checkout::Pending(id))
                 }
@@ -701,7 +729,8 @@ impl<C> Driver<C> {
                             // The table lost the socket: never expected, but
                             // the request still gets exactly one outcome.
                             debug_assert!(false, "no socket for delivered {slot:?}");
-                            self.pool.handle_returned(slot, false, self.tick_now);
+                            let now = self.tick_now;
+                            self.pool.handle_returned(slot, false, now, || now);
                             Err(ConnectError::new(
                                 Function::Connect,
                                 io::Error::other("socket lost"),

@@ -133,19 +133,14 @@ impl<C> Reactor<C> {
         // The tick's time serves the returns and the cache hit; the clock is
         // read only if the request must wait or connect, for its deadline.
         let now = self.driver.tick_now();
-        // Connections dropped since the last tick may serve this request.
-        self.driver.take_returned(now);
-        let epoch = self.driver.epoch;
         // The time the connect (or wait) was decided: its lookup judges the
         // cached answer by it, not by the last tick's time.
-        let mut decided = None;
-        let id = self.driver.pool.allocate(request, now, || {
-            let t = driver::since(epoch).0;
-            decided = Some(t);
-            t
-        })?;
+        let mut decided = driver::Decided::new(self.driver.epoch);
+        // Connections dropped since the last tick may serve this request.
+        self.driver.take_returned(now, &mut decided);
+        let id = self.driver.pool.allocate(request, now, || decided.now())?;
         self.driver
-            .run_commands_between_ticks(self.poll.registry(), decided);
+            .run_commands_between_ticks(self.poll.registry(), decided.at());
         Ok(id)
     }
 
@@ -212,7 +207,7 @@ impl<C> Reactor<C> {
     /// [`Error::ShutDown`] after `shutdown`.
     pub fn preconnect<D>(&mut self, request: Request<D>, n: usize) -> Result<usize, Error> {
         self.check_warm_target(&request)?;
-        let now = driver::since(self.driver.epoch).0;
+        let now = driver::Decided::new(self.driver.epoch).now();
         let started = self.driver.pool.preconnect(request.target, n, now);
         self.driver
             .run_commands_between_ticks(self.poll.registry(), Some(now));
@@ -233,7 +228,7 @@ impl<C> Reactor<C> {
     /// As [`preconnect`](Reactor::preconnect).
     pub fn keep_warm<D>(&mut self, request: Request<D>, min_idle: usize) -> Result<(), Error> {
         self.check_warm_target(&request)?;
-        let now = driver::since(self.driver.epoch).0;
+        let now = driver::Decided::new(self.driver.epoch).now();
         self.driver.pool.keep_warm(request.target, min_idle, now);
         self.driver
             .run_commands_between_ticks(self.poll.registry(), Some(now));
@@ -288,9 +283,11 @@ impl<C> Reactor<C> {
     /// included).
     pub fn deallocate(&mut self, id: RequestId) -> Result<C, Error> {
         let now = self.driver.tick_now();
-        let context = self.driver.pool.deallocate(id, now)?;
+        // Read if the slot of a hit cancelled here goes to a waiter.
+        let mut decided = driver::Decided::new(self.driver.epoch);
+        let context = self.driver.pool.deallocate(id, now, || decided.now())?;
         self.driver
-            .run_commands_between_ticks(self.poll.registry(), None);
+            .run_commands_between_ticks(self.poll.registry(), decided.at());
         Ok(context)
     }
 
@@ -312,14 +309,17 @@ impl<C> Reactor<C> {
             return Err(Error::ForeignConnection);
         }
         let now = self.driver.tick_now();
+        // Read only if a waiter's deadline is judged: a passed deadline
+        // wins over the connection, however long since the last poll.
+        let mut decided = driver::Decided::new(self.driver.epoch);
         // Connections dropped earlier go back first, as they would have at
         // the next tick (the last one returned is the warmest).
-        self.driver.take_returned(now);
+        self.driver.take_returned(now, &mut decided);
         if let Some(returned) = conn.into_returned() {
-            self.driver.take_back(returned, now);
+            self.driver.take_back(returned, now, &mut decided);
         }
         self.driver
-            .run_commands_between_ticks(self.poll.registry(), None);
+            .run_commands_between_ticks(self.poll.registry(), decided.at());
         Ok(())
     }
 
@@ -330,10 +330,11 @@ impl<C> Reactor<C> {
     /// returned. Calling it again does nothing.
     pub fn shutdown(&mut self) {
         let now = self.driver.tick_now();
-        self.driver.take_returned(now);
+        let mut decided = driver::Decided::new(self.driver.epoch);
+        self.driver.take_returned(now, &mut decided);
         self.driver.pool.shutdown();
         self.driver
-            .run_commands_between_ticks(self.poll.registry(), None);
+            .run_commands_between_ticks(self.poll.registry(), decided.at());
     }
 
     /// Registers the caller's own `source` (a listener, an accepted socket,
@@ -558,10 +559,11 @@ impl<C> Reactor<C> {
     /// `target`, or a request's, names one). O(connections).
     pub fn purge(&mut self, target: &Target) -> (usize, usize) {
         let now = self.driver.tick_now();
-        self.driver.take_returned(now);
-        let counts = self.driver.pool.purge(target, now);
+        let mut decided = driver::Decided::new(self.driver.epoch);
+        self.driver.take_returned(now, &mut decided);
+        let counts = self.driver.pool.purge(target, now, || decided.now());
         self.driver
-            .run_commands_between_ticks(self.poll.registry(), None);
+            .run_commands_between_ticks(self.poll.registry(), decided.at());
         counts
     }
 
@@ -608,10 +610,12 @@ impl<C> Reactor<C> {
         driver.shared.tick.set(driver.shared.tick.get() + 1);
         if driver.has_returned() {
             let now = driver.tick_now();
-            driver.take_returned(now);
-            // Before this tick's clock read: the work a return queued (a
-            // waiter's connect) needs a time of its own.
-            driver.run_commands_between_ticks(self.poll.registry(), None);
+            // Before this tick's clock read: a waiter a return serves is
+            // judged, and the work it queued (a waiter's connect) runs, by a
+            // time of its own.
+            let mut decided = driver::Decided::new(driver.epoch);
+            driver.take_returned(now, &mut decided);
+            driver.run_commands_between_ticks(self.poll.registry(), decided.at());
         }
         let wait = if self.more_ready || driver.pool.has_outcomes() || wait == Some(Duration::ZERO)
         {
