@@ -31,36 +31,27 @@ pub fn binary() -> PathBuf {
                 bin.display()
             )
         });
-    // `cargo test --test X` builds no example: a binary older than its
-    // sources would test yesterday's proxy.
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let newest = [root.join("examples/proxy"), root.join("src")]
-        .iter()
-        .filter_map(|dir| newest_source(dir))
-        .max();
+    // `cargo test --test X` builds no example: a binary older than one of
+    // its sources (cargo's dep-info beside it lists them) would test
+    // yesterday's proxy.
+    let deps = std::fs::read_to_string(bin.with_extension("d")).unwrap_or_default();
+    let stale = deps
+        .split_once(": ")
+        .map(|(_, list)| list)
+        .unwrap_or("")
+        .split_whitespace()
+        .find(|dep| {
+            std::fs::metadata(dep)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t > built)
+        });
     assert!(
-        newest.is_none_or(|t| t <= built),
-        "{} is older than its sources: `cargo build --example proxy` (or run `cargo test --all-targets`)",
-        bin.display()
+        stale.is_none(),
+        "{} is older than {}: `cargo build --example proxy` (or run `cargo test --all-targets`)",
+        bin.display(),
+        stale.unwrap_or("")
     );
     bin
-}
-
-/// The latest modification time of the `.rs` files under `dir`.
-fn newest_source(dir: &std::path::Path) -> Option<std::time::SystemTime> {
-    let mut newest = None;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let time = if path.is_dir() {
-            newest_source(&path)
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            entry.metadata().and_then(|m| m.modified()).ok()
-        } else {
-            None
-        };
-        newest = newest.max(time);
-    }
-    newest
 }
 
 pub struct ProxyProcess {
