@@ -77,7 +77,7 @@ use crate::error::{AllocateError, ConnectError, Error};
 pub(crate) use crate::index::index32;
 use crate::lifecycle::{Change, CloseReason};
 use crate::request::FromCache;
-use crate::request::{Request, RequestId, Target};
+use crate::request::{Host, Request, RequestId, Target};
 use crate::stats::Counters;
 use crate::time::{MAX_DELAY_MS, Millis, millis_ceil};
 use crate::wheel::{TimerKey, Wheel};
@@ -314,7 +314,16 @@ impl<C> Pool<C> {
                 request,
             );
         }
-        if request.target.port == 0 {
+        let unix = matches!(request.target.host, Host::Unix(_));
+        if unix && request.target.bind.is_some() {
+            return refuse(
+                Error::InvalidRequest {
+                    reason: "a unix socket target takes no bind address",
+                },
+                request,
+            );
+        }
+        if request.target.port == 0 && !unix {
             return refuse(
                 Error::InvalidRequest {
                     reason: "port is 0",
@@ -342,7 +351,8 @@ impl<C> Pool<C> {
                 request,
             );
         }
-        if request.target.bind.is_none() && self.limits.bind_address.is_some() {
+        // The configured bind address is an IP one: not for a Unix path.
+        if request.target.bind.is_none() && self.limits.bind_address.is_some() && !unix {
             request.target.bind = self.limits.bind_address;
         }
         // The target moves into a new key, or is dropped where it lies; the
