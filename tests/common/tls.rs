@@ -17,7 +17,7 @@ use keepalive::rustls::{
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 
 use super::LOCALHOST;
-use super::nginx::{Nginx, Site};
+use super::nginx::{Nginx, Options, Site};
 
 /// A CA, a server certificate it signed (for `localhost`, 127.0.0.1 and
 /// ::1), and an unrelated second CA.
@@ -282,15 +282,32 @@ impl Silent {
 
 /// nginx with TLS and the test certificate, `None` (printed) without nginx.
 pub fn nginx_tls(pki: &Pki) -> Option<Nginx> {
-    Nginx::start(Site {
-        listen_extra: "ssl",
-        server: "ssl_certificate cert.pem; ssl_certificate_key key.pem; keepalive_requests 1000; \
+    nginx_tls_with(pki, Options::default())
+}
+
+/// [`nginx_tls`] also listening (TLS) on a Unix-domain socket
+/// ([`Nginx::unix_path`]).
+pub fn nginx_tls_unix(pki: &Pki) -> Option<Nginx> {
+    let options = Options {
+        unix: true,
+        ..Options::default()
+    };
+    nginx_tls_with(pki, options)
+}
+
+fn nginx_tls_with(pki: &Pki, options: Options) -> Option<Nginx> {
+    Nginx::start_with(
+        Site {
+            listen_extra: "ssl",
+            server: "ssl_certificate cert.pem; ssl_certificate_key key.pem; keepalive_requests 1000; \
                  keepalive_timeout 60s; location / { add_header X-Conn $connection always; return 200 \"hello\\n\"; }",
-        files: vec![
-            ("cert.pem", pki.server_cert_pem.clone().into_bytes()),
-            ("key.pem", pki.server_key_pem.clone().into_bytes()),
-        ],
-    })
+            files: vec![
+                ("cert.pem", pki.server_cert_pem.clone().into_bytes()),
+                ("key.pem", pki.server_key_pem.clone().into_bytes()),
+            ],
+        },
+        options,
+    )
 }
 
 /// A TLS server that takes one connection, waits `stall` before reading (so
