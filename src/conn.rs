@@ -1,4 +1,5 @@
-//! The lent connection: a nonblocking TCP stream that goes back to its pool.
+//! The lent connection: a nonblocking TCP or Unix-domain stream that goes
+//! back to its pool.
 //!
 //! A [`Connection`] owns its socket while lent, but the socket stays
 //! registered with the reactor's poller the whole time (token = slot), so
@@ -23,11 +24,10 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
-use mio::net::TcpStream;
-
 use crate::pool::Checkout;
 pub use crate::request::ConnId;
 use crate::request::FromCache;
+use crate::stream::Stream;
 use crate::time::Millis;
 use crate::tls::TlsSession;
 
@@ -93,7 +93,7 @@ impl Shared {
 /// A connection on its way back to the reactor.
 pub(crate) struct Returned {
     pub(crate) id: ConnId,
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: Stream,
     pub(crate) tls: Option<Box<TlsSession>>,
     /// False after `close()`, EOF or an I/O error.
     pub(crate) reusable: bool,
@@ -103,7 +103,7 @@ pub(crate) struct Returned {
 
 /// A connection lent by a [`Reactor`](crate::Reactor).
 ///
-/// Read and write it like a nonblocking `TcpStream`: calls return
+/// Read and write it like a nonblocking `TcpStream` (or `UnixStream`): calls return
 /// `WouldBlock` instead of waiting, and a [`Readiness`](crate::Readiness)
 /// event with this connection's [`id`](Connection::id) comes from the
 /// reactor's `poll` when it is worth trying again.
@@ -123,7 +123,7 @@ pub(crate) struct Returned {
 pub struct Connection {
     /// Always `Some` while a caller holds the connection: only `Drop` and
     /// `into_returned`, which consume it, take the stream.
-    stream: Option<TcpStream>,
+    stream: Option<Stream>,
     /// The stream's descriptor, fixed for the connection's life.
     fd: RawFd,
     tls: Option<Box<TlsSession>>,
@@ -149,7 +149,7 @@ pub struct Connection {
 
 impl Connection {
     pub(crate) fn new(
-        stream: TcpStream,
+        stream: Stream,
         tls: Option<Box<TlsSession>>,
         id: ConnId,
         shared: Rc<Shared>,
@@ -213,7 +213,9 @@ impl Connection {
         Duration::from_millis(self.idle)
     }
 
-    /// The remote address. No syscall.
+    /// The remote address. No syscall. A connection to a
+    /// [Unix-domain](crate::Request::unix) socket has none: `[::]:0` (its
+    /// outcome's target has the path).
     pub fn peer_addr(&self) -> SocketAddr {
         SocketAddr::new(self.peer_ip, self.peer_port)
     }
@@ -223,9 +225,23 @@ impl Connection {
     /// # Errors
     ///
     /// The `getsockname` failure, as `std::net::TcpStream::local_addr`
-    /// reports it.
+    /// reports it; `Unsupported` for a Unix-domain connection, which has
+    /// no IP address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.socket()?.local_addr()
+        match self.socket()?.tcp() {
+            Some(tcp) => tcp.local_addr(),
+            None => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a Unix-domain connection has no IP address",
+            )),
+        }
+    }
+
+    /// Whether it is a Unix-domain stream (see
+    /// [`Request::unix`](crate::Request::unix)) rather than TCP.
+    #[must_use]
+    pub fn is_unix(&self) -> bool {
+        matches!(self.stream, Some(Stream::Unix(_)))
     }
 
     /// Whether returning it now could pool it: no `close()`, EOF or error so
@@ -280,7 +296,7 @@ impl Connection {
     /// only `Drop` and `into_returned`, which consume it, take it. Its
     /// absence is reported as `NotConnected`, the one answer every method
     /// gives, so no path can panic.
-    fn socket(&self) -> io::Result<&TcpStream> {
+    fn socket(&self) -> io::Result<&Stream> {
         self.stream.as_ref().ok_or_else(not_connected)
     }
 
@@ -335,8 +351,8 @@ impl Read for Connection {
         };
         let eof = matches!(result, Ok(0)) && !buf.is_empty();
         self.observe(&result, eof, true);
-        // A short read from a TCP socket takes all it holds: the receive
-        // queue was empty then, as good as a `WouldBlock` (saves the caller
+        // A short read from a stream socket (TCP or Unix) takes all it
+        // holds: the receive queue was empty then, as good as a `WouldBlock` (saves the caller
         // that extra read, and the reactor a peek at free). Not for TLS,
         // where rustls may hold more plaintext than one read returns.
         if self.tls.is_none() && matches!(result, Ok(n) if n > 0 && n < buf.len()) {

@@ -186,6 +186,7 @@ mod reactor;
 mod request;
 mod resolve;
 mod stats;
+mod stream;
 mod time;
 mod timer;
 mod tls;

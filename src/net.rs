@@ -1,6 +1,6 @@
 //! The system calls mio does not offer: bind before connect, a one-byte
 //! peek, random bits for the resolver, and huge-page advice for the timer
-//! wheel. This is the only module with `unsafe`; each block is one libc call
+//! wheel; and the checks of a Unix-domain path before mio connects to it. This is the only module with `unsafe`; each block is one libc call
 //! on a descriptor or buffer the call holds for its duration (its own, or
 //! one borrowed from the caller), with a `// SAFETY:` line.
 //!
@@ -17,6 +17,9 @@ use std::io;
 use std::mem::size_of;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::SocketAddr as UnixAddr;
+use std::path::Path;
 
 use crate::error::{ConnectError, Function};
 
@@ -156,6 +159,64 @@ pub(crate) fn connect(
         _ => {}
     }
     Ok(mio::net::TcpStream::from_std(std::net::TcpStream::from(fd)))
+}
+
+/// The room for a path in a `sockaddr_un` (108 bytes on Linux): a file
+/// path takes all but its terminating NUL, an abstract name all of it
+/// (its leading NUL included).
+const SUN_PATH_LEN: usize =
+    size_of::<libc::sockaddr_un>() - std::mem::offset_of!(libc::sockaddr_un, sun_path);
+
+/// Why `path` cannot name a Unix-domain socket, if it cannot: checked at
+/// `allocate`, so a bad path is refused there and not at connect.
+pub(crate) fn unix_path_refusal(path: &Path) -> Option<&'static str> {
+    let bytes = path.as_os_str().as_bytes();
+    match bytes.split_first() {
+        None => Some("unix socket path is empty"),
+        Some((0, _)) if !cfg!(target_os = "linux") => {
+            Some("abstract unix socket names (a leading NUL) exist only on Linux")
+        }
+        Some((0, _)) if bytes.len() > SUN_PATH_LEN => {
+            Some("abstract unix socket name is longer than sun_path (107 bytes after the NUL)")
+        }
+        Some((0, _)) => None,
+        Some(_) if bytes.contains(&0) => Some("unix socket path contains a NUL byte"),
+        Some(_) if bytes.len() >= SUN_PATH_LEN => {
+            Some("unix socket path is longer than sun_path (107 bytes)")
+        }
+        Some(_) => None,
+    }
+}
+
+/// The kernel's address for `path`: a file path, or (Linux) an abstract
+/// name after a leading NUL.
+fn unix_address(path: &Path) -> io::Result<UnixAddr> {
+    match path.as_os_str().as_bytes().split_first() {
+        #[cfg(target_os = "linux")]
+        Some((0, name)) => {
+            use std::os::linux::net::SocketAddrExt;
+            UnixAddr::from_abstract_name(name)
+        }
+        _ => UnixAddr::from_pathname(path),
+    }
+}
+
+/// Opens a nonblocking Unix-domain stream socket and connects it to `path`
+/// (mio's `socket` and `connect`). A Unix connect finishes at once: it
+/// succeeds, or fails here with `ENOENT` (no such path), `ECONNREFUSED`
+/// (no listener), `EACCES` (no permission) or `EAGAIN` (backlog full).
+///
+/// Costs: `socket`, `connect`.
+pub(crate) fn connect_unix(path: &Path) -> Result<mio::net::UnixStream, ConnectError> {
+    let addr = unix_address(path).map_err(|e| ConnectError::new(Function::Connect, e))?;
+    mio::net::UnixStream::connect_addr(&addr).map_err(|e| {
+        // connect(2) never runs out of descriptors or memory: socket(2) did.
+        let function = match e.raw_os_error() {
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => Function::Socket,
+            _ => Function::Connect,
+        };
+        ConnectError::new(function, e)
+    })
 }
 
 /// What a nonblocking one-byte peek found.

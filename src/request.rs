@@ -4,10 +4,13 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The remote host of a [`Target`]: an address, or a name the reactor
-/// resolves (see [`Request::host`]).
+/// The remote host of a [`Target`]: an address, a name the reactor
+/// resolves (see [`Request::host`]), or a Unix-domain socket's path (see
+/// [`Request::unix`]).
 ///
 /// Part of the pool key as given: connections made for a name are shared by
 /// every request for that name, whichever of its addresses they reached,
@@ -20,23 +23,37 @@ pub enum Host {
     /// as the caller gave it otherwise (a trailing dot is kept: it skips
     /// the search list).
     Name(Cow<'static, str>),
+    /// A Unix-domain stream socket: a filesystem path, or on Linux an
+    /// abstract-namespace name written with a leading NUL byte
+    /// (`"\0name"`). Compared byte for byte, as given: `/run/a.sock` and
+    /// `/run/./a.sock` are two pools.
+    Unix(Cow<'static, Path>),
 }
 
 impl Host {
     /// The host of `name`: a numeric [`Host::Addr`] if it parses as an
-    /// IPv4 or IPv6 literal (brackets allowed: `[::1]`), else a
-    /// [`Host::Name`] in lower case. Allocates only for a name with an
-    /// upper-case letter.
+    /// IPv4 or IPv6 literal (brackets allowed: `[::1]`), a [`Host::Unix`]
+    /// for `unix:` and a path (nginx's spelling; `unix:@name` is the
+    /// abstract name `name`), else a [`Host::Name`] in lower case.
+    /// Allocates only for a name with an upper-case letter, an owned
+    /// `unix:` string, or an abstract name.
     ///
     /// ```
+    /// use std::path::Path;
     /// use keepalive::Host;
     /// assert_eq!(Host::parse("[::1]"), Host::Addr("::1".parse().unwrap()));
     /// assert_eq!(Host::parse("10.0.0.1"), Host::Addr([10, 0, 0, 1].into()));
     /// assert_eq!(Host::parse("Example.ORG"), Host::Name("example.org".into()));
     /// assert_eq!(Host::parse("1.2.3").name(), Some("1.2.3")); // not an address
+    /// assert_eq!(Host::parse("unix:/run/app.sock").unix_path(), Some(Path::new("/run/app.sock")));
+    /// assert_eq!(Host::parse("unix:@app").unix_path(), Some(Path::new("\0app")));
+    /// assert_eq!(Host::parse(String::from("unix:/a")).to_string(), "unix:/a");
     /// ```
     pub fn parse(name: impl Into<Cow<'static, str>>) -> Host {
         let name = name.into();
+        if name.starts_with(UNIX_PREFIX) {
+            return Host::Unix(unix_path_of(name));
+        }
         let literal = name
             .strip_prefix('[')
             .and_then(|n| n.strip_suffix(']'))
@@ -67,7 +84,7 @@ impl Host {
     pub fn addr(&self) -> Option<IpAddr> {
         match self {
             Host::Addr(ip) => Some(*ip),
-            Host::Name(_) => None,
+            Host::Name(_) | Host::Unix(_) => None,
         }
     }
 
@@ -75,20 +92,61 @@ impl Host {
     #[must_use]
     pub fn name(&self) -> Option<&str> {
         match self {
-            Host::Addr(_) => None,
             Host::Name(name) => Some(name),
+            Host::Addr(_) | Host::Unix(_) => None,
+        }
+    }
+
+    /// The socket's path, for a Unix-domain host (an abstract name starts
+    /// with a NUL byte).
+    #[must_use]
+    pub fn unix_path(&self) -> Option<&Path> {
+        match self {
+            Host::Unix(path) => Some(path),
+            Host::Addr(_) | Host::Name(_) => None,
         }
     }
 }
 
+/// How [`Host::parse`] and [`Display`](fmt::Display) mark a Unix-domain
+/// path, as nginx writes it (`proxy_pass http://unix:/path`).
+const UNIX_PREFIX: &str = "unix:";
+
+/// The path after `unix:` in `text`: `@name` is the abstract name `name`
+/// (written with a leading NUL, as the kernel takes it).
+fn unix_path_of(text: Cow<'static, str>) -> Cow<'static, Path> {
+    let text = match text {
+        Cow::Borrowed(t) => Cow::Borrowed(&t[UNIX_PREFIX.len()..]),
+        Cow::Owned(mut t) => {
+            t.drain(..UNIX_PREFIX.len());
+            Cow::Owned(t)
+        }
+    };
+    if let Some(name) = text.strip_prefix('@') {
+        return Cow::Owned(PathBuf::from(format!("\0{name}")));
+    }
+    match text {
+        Cow::Borrowed(t) => Cow::Borrowed(Path::new(t)),
+        Cow::Owned(t) => Cow::Owned(PathBuf::from(t)),
+    }
+}
+
 impl fmt::Display for Host {
-    /// An address as written in a URL authority (`127.0.0.1`, `[::1]`), or
-    /// the name.
+    /// An address as written in a URL authority (`127.0.0.1`, `[::1]`), the
+    /// name, or a Unix-domain path as [`Host::parse`] reads it
+    /// (`unix:/run/app.sock`, `unix:@name` for an abstract one).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Host::Addr(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
             Host::Addr(IpAddr::V4(ip)) => write!(f, "{ip}"),
             Host::Name(name) => f.write_str(name),
+            Host::Unix(path) => {
+                let bytes = path.as_os_str().as_bytes();
+                match bytes.split_first() {
+                    Some((0, name)) => write!(f, "{UNIX_PREFIX}@{}", String::from_utf8_lossy(name)),
+                    _ => write!(f, "{UNIX_PREFIX}{}", path.display()),
+                }
+            }
         }
     }
 }
@@ -135,20 +193,26 @@ impl Target {
         self.host.name()
     }
 
+    /// The socket's path, for a [Unix-domain](Request::unix) target.
+    #[must_use]
+    pub fn unix_path(&self) -> Option<&Path> {
+        self.host.unix_path()
+    }
+
     /// The remote address, echoed, for a numeric target. A target given by
-    /// name has no fixed address: this is then the unspecified address
-    /// `::`, never a real peer. The address a connection reached is its
+    /// name or a Unix-domain path has no fixed address: this is then the
+    /// unspecified address `::`, never a real peer. The address a connection reached is its
     /// [`peer_addr`](crate::Connection::peer_addr); [`host`](Target::host)
     /// tells the two kinds apart.
     #[must_use]
     pub fn addr(&self) -> IpAddr {
         match self.host {
             Host::Addr(ip) => ip,
-            Host::Name(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            Host::Name(_) | Host::Unix(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         }
     }
 
-    /// The remote port, echoed.
+    /// The remote port, echoed; 0 for a Unix-domain target.
     #[must_use]
     pub fn port(&self) -> u16 {
         self.port
@@ -182,7 +246,11 @@ impl Target {
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)?;
+        match self.host {
+            // A path has no port: `http://unix:/run/app.sock`.
+            Host::Unix(_) => write!(f, "{}://{}", self.scheme, self.host)?,
+            _ => write!(f, "{}://{}:{}", self.scheme, self.host, self.port)?,
+        }
         if let Some(name) = &self.server_name {
             write!(f, " ({name})")?;
         }
@@ -301,14 +369,62 @@ impl<C> Request<C> {
                 lower_in_place(&mut name);
                 Host::Name(name)
             }
-            addr @ Host::Addr(_) => addr,
+            other @ (Host::Addr(_) | Host::Unix(_)) => other,
         };
         Request::from_parts(scheme, host, port, context)
+    }
+
+    /// A request for a connection to the Unix-domain stream socket at
+    /// `path`, pooled under `scheme` and the path.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use keepalive::Request;
+    /// let req = Request::unix("http", Path::new("/run/app.sock"), ());
+    /// assert_eq!(req.target().unix_path(), Some(Path::new("/run/app.sock")));
+    /// assert_eq!(req.target().to_string(), "http://unix:/run/app.sock");
+    /// ```
+    ///
+    /// Pooled like any target: the limits, the FIFO wait, idle watching,
+    /// validation at delivery, keep-alive and the policies all hold, keyed
+    /// by the path byte for byte. On Linux a path that starts with a NUL
+    /// byte names a socket in the abstract namespace (`"\0name"`, which
+    /// [`Host::parse`] also reads from `unix:@name`). The path must fit
+    /// `sun_path` (107 bytes, 108 for an abstract name with its NUL):
+    /// [`allocate`](crate::Reactor::allocate) refuses a longer one, an
+    /// empty one, and a file path with a NUL byte inside. There is no
+    /// port, and no [bind address](Request::bind_address): one given is
+    /// refused; [`Config::bind_address`](crate::Config::bind_address) does
+    /// not apply.
+    ///
+    /// For a TLS scheme a [`server_name`](Request::server_name) is
+    /// required (a path is no name to check a certificate against);
+    /// without one `allocate` refuses the request.
+    ///
+    /// The connect is one `socket` and one `connect`, which on a Unix
+    /// socket succeeds or fails at once: `ENOENT` (no such path),
+    /// `ECONNREFUSED` (nobody listens), `EACCES` (no permission) or
+    /// `EAGAIN` (the listener's backlog is full) come back as an outcome
+    /// with function `connect`. A `'static` path (or `Path::new` of a
+    /// literal) costs no allocation on the hit path.
+    pub fn unix(
+        scheme: impl Into<Cow<'static, str>>,
+        path: impl Into<Cow<'static, Path>>,
+        context: C,
+    ) -> Self {
+        Request::from_parts(scheme, Host::Unix(path.into()), 0, context)
     }
 
     fn from_parts(scheme: impl Into<Cow<'static, str>>, host: Host, port: u16, context: C) -> Self {
         let mut scheme = scheme.into();
         lower_in_place(&mut scheme);
+        // A path has no port: however the request was built, one path is
+        // one key.
+        let port = if matches!(host, Host::Unix(_)) {
+            0
+        } else {
+            port
+        };
         Request {
             target: Target {
                 scheme,

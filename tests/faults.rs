@@ -204,6 +204,7 @@ fn nginx_misbehaving_as_in_production() {
     let options = Options {
         master_process: true,
         port: None,
+        ..Options::default()
     };
     let stats = scenario(
         "nginx (keepalive_timeout 1s, keepalive_requests 3, reload, restart)",

@@ -287,6 +287,88 @@ fn a_pool_hit_by_host_name_allocates_nothing_either() {
     server.assert_accepted(1);
 }
 
+#[test]
+fn a_unix_socket_hit_allocates_nothing_either() {
+    use std::io::Write;
+    let server = common::unix::UnixServer::start();
+    let mut ka = reactor::<u64>(Config::default().with_max_per_host(8));
+    let mut events = Events::with_capacity(16);
+    // A `'static` path, as a caller with a fixed upstream holds it: the key
+    // costs nothing to build.
+    let path = server.static_path();
+    let unix = |n: u64| keepalive::Request::unix("http", path, n);
+    let conns: Vec<_> = (0..8)
+        .map(|_| connect(&mut ka, &mut events, unix(0)))
+        .collect();
+    for c in conns {
+        ka.free(c).unwrap();
+    }
+    let mut held = Vec::with_capacity(8);
+    let mut cycle = |ka: &mut keepalive::Reactor<u64>, batch: usize, io: bool| {
+        for n in 0..batch {
+            ka.allocate(unix(n as u64)).unwrap();
+        }
+        let mut got = 0;
+        while got < batch {
+            ka.poll_events(&mut events).unwrap();
+            for e in events.drain() {
+                if let Event::Outcome(o) = e {
+                    assert_eq!(o.target.unix_path(), Some(path));
+                    let conn = o.result.unwrap();
+                    assert_eq!(conn.from_cache(), Some(FromCache::Immediate));
+                    held.push(conn);
+                    got += 1;
+                }
+            }
+        }
+        for mut conn in held.drain(..) {
+            if io {
+                // A request and its response read to `WouldBlock`: the
+                // connection's own reads prove it clean at free.
+                conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .unwrap();
+                let mut buf = [0u8; 256];
+                let mut n = 0;
+                while !buf[..n].ends_with(b"hello\n") {
+                    match std::io::Read::read(&mut conn, &mut buf[n..]) {
+                        Ok(0) => panic!("closed"),
+                        Ok(k) => n += k,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            ka.poll_events(&mut events).unwrap();
+                            events.drain().for_each(drop);
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+            ka.free(conn).unwrap();
+        }
+    };
+    for _ in 0..100 {
+        cycle(&mut ka, 1, true);
+        cycle(&mut ka, 8, false);
+    }
+    let ((), one) = counting(|| {
+        for _ in 0..1000 {
+            cycle(&mut ka, 1, false);
+        }
+    });
+    let ((), batched) = counting(|| {
+        for _ in 0..100 {
+            cycle(&mut ka, 8, false);
+        }
+    });
+    let ((), with_io) = counting(|| {
+        for _ in 0..200 {
+            cycle(&mut ka, 1, true);
+        }
+    });
+    assert_eq!(one, 0, "allocations over 1000 single unix cycles");
+    assert_eq!(batched, 0, "allocations over 100 unix cycles of 8");
+    assert_eq!(with_io, 0, "allocations over 200 unix GETs");
+    server.assert_accepted(8);
+}
+
 /// A name from DNS is watched for refresh while it has connections: its
 /// refresh deadline sits on the wheel, and the hit path still allocates
 /// nothing (the refresh runs on its deadline, never on a checkout).

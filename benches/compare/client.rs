@@ -33,6 +33,19 @@ struct Lane {
 
 /// Runs until `limit` passes or `max_requests` complete, whichever first.
 pub fn run(port: u16, conc: usize, limit: Duration, max_requests: u64) -> HttpRun {
+    run_with(conc, limit, max_requests, |lane| {
+        Request::new("http", LOCALHOST, port, lane)
+    })
+}
+
+/// [`run`] with the request for each lane made by `request` (a Unix-domain
+/// target, say).
+pub fn run_with(
+    conc: usize,
+    limit: Duration,
+    max_requests: u64,
+    request: impl Fn(usize) -> Request<usize>,
+) -> HttpRun {
     let config = Config::default()
         .with_max_per_host(conc)
         .with_max_open(conc.max(128));
@@ -53,8 +66,7 @@ pub fn run(port: u16, conc: usize, limit: Duration, max_requests: u64) -> HttpRu
     for (i, lane) in lanes.iter_mut().enumerate() {
         if issued < max_requests {
             lane.started = Instant::now();
-            ka.allocate(Request::new("http", LOCALHOST, port, i))
-                .expect("allocate");
+            ka.allocate(request(i)).expect("allocate");
             issued += 1;
         }
     }
@@ -95,8 +107,7 @@ pub fn run(port: u16, conc: usize, limit: Duration, max_requests: u64) -> HttpRu
             }
             if Instant::now() < deadline && issued < max_requests {
                 l.started = Instant::now();
-                ka.allocate(Request::new("http", LOCALHOST, port, lane))
-                    .expect("allocate");
+                ka.allocate(request(lane)).expect("allocate");
                 issued += 1;
             }
         }

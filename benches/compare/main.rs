@@ -57,6 +57,7 @@ mod proxybench;
 mod selftest;
 mod syscalls;
 mod tlsbench;
+mod unix;
 #[path = "../../examples/proxy/upstream.rs"]
 #[allow(dead_code, reason = "the example uses more of it")]
 mod upstream;
@@ -235,7 +236,8 @@ fn main() {
 
     let server = HttpServer::start();
     println!("HTTP server: {}\n", server.name());
-    // BENCH_ONLY=hit,names,http,connect,tls,syscalls,idle,wheel,proxy picks groups;
+    // BENCH_ONLY=hit,names,http,unix,connect,tls,syscalls,idle,wheel,proxy,proxy_soak
+    // picks groups;
     // the `poe` peer (poe.rs) runs within hit, http and connect.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let want = |group: &str| only.is_empty() || only.split(',').any(|g| g.trim() == group);
@@ -254,6 +256,9 @@ fn main() {
         let (http, s) = http_figures(settings, &server);
         figures.extend(http);
         series = s;
+    }
+    if want("unix") {
+        figures.extend(unix::figures(settings));
     }
     if want("connect") {
         figures.push(connect_figure(settings));

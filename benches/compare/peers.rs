@@ -21,18 +21,35 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// hyper-util's pooled client, `conc` tasks looping GET → body.
 pub fn hyper_http(port: u16, conc: usize, limit: Duration, max_requests: u64) -> HttpRun {
+    use hyper_util::client::legacy::connect::HttpConnector;
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true); // as ours: fair latency
+    let uri = format!("http://127.0.0.1:{port}/");
+    hyper_http_with(connector, &uri, conc, limit, max_requests)
+}
+
+/// [`hyper_http`] through `connector` (a Unix-domain one, say), GETting
+/// `uri`.
+pub fn hyper_http_with<C>(
+    connector: C,
+    uri: &str,
+    conc: usize,
+    limit: Duration,
+    max_requests: u64,
+) -> HttpRun
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
     use bytes::Bytes;
     use http_body_util::{BodyExt, Empty};
-    use hyper_util::client::legacy::{Client, connect::HttpConnector};
+    use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
 
+    let uri: hyper::Uri = uri.parse().expect("uri");
     runtime().block_on(async move {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true); // as ours: fair latency
-        let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        let client: Client<C, Empty<Bytes>> = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(conc)
             .build(connector);
-        let uri: hyper::Uri = format!("http://127.0.0.1:{port}/").parse().expect("uri");
         let start = Instant::now();
         let deadline = start + limit;
         let per_task = max_requests.div_ceil(conc as u64);

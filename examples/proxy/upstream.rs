@@ -49,7 +49,7 @@ impl Upstream {
             Host::Name(name) => {
                 Host::Name(Cow::Borrowed(Box::leak(name.into_owned().into_boxed_str())))
             }
-            addr @ Host::Addr(_) => addr,
+            other @ (Host::Addr(_) | Host::Unix(_)) => other,
         };
         Ok(Upstream { host, port })
     }
@@ -69,6 +69,7 @@ impl fmt::Display for Upstream {
         match &self.host {
             Host::Addr(ip) => write!(f, "{}", SocketAddr::new(*ip, self.port)),
             Host::Name(name) => write!(f, "{name}:{}", self.port),
+            Host::Unix(_) => write!(f, "{}", self.host),
         }
     }
 }

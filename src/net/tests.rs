@@ -88,3 +88,47 @@ fn huge_page_advice_skips_small_buffers_and_keeps_contents() {
     big.push(1);
     assert_eq!(big.len(), (1 << 20) + 1);
 }
+
+#[test]
+fn unix_paths_are_checked_against_sun_path() {
+    use std::path::Path;
+    assert_eq!(SUN_PATH_LEN, 108);
+    assert_eq!(unix_path_refusal(Path::new("/run/app.sock")), None);
+    assert_eq!(unix_path_refusal(Path::new(&"x".repeat(107))), None);
+    assert!(unix_path_refusal(Path::new(&"x".repeat(108))).is_some());
+    assert!(unix_path_refusal(Path::new("")).is_some());
+    assert!(unix_path_refusal(Path::new("a\0b")).is_some());
+    let abstract_fits = format!("\0{}", "x".repeat(107));
+    let abstract_over = format!("\0{}", "x".repeat(108));
+    assert_eq!(
+        unix_path_refusal(Path::new(&abstract_fits)).is_none(),
+        cfg!(target_os = "linux")
+    );
+    assert!(unix_path_refusal(Path::new(&abstract_over)).is_some());
+    // What passes the check, the kernel's address takes.
+    assert!(unix_address(Path::new(&"x".repeat(107))).is_ok());
+    #[cfg(target_os = "linux")]
+    assert!(unix_address(Path::new(&abstract_fits)).is_ok());
+}
+
+#[test]
+fn a_unix_connect_fails_at_once_with_connect_and_the_errno() {
+    let dir = std::env::temp_dir().join(format!("keepalive-net-unix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("s.sock");
+    let _ = std::fs::remove_file(&path);
+    let e = connect_unix(&path).unwrap_err();
+    assert_eq!(
+        (e.function(), e.errno()),
+        (Function::Connect, Some(libc::ENOENT))
+    );
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    assert!(connect_unix(&path).is_ok());
+    drop(listener);
+    let e = connect_unix(&path).unwrap_err();
+    assert_eq!(
+        (e.function(), e.errno()),
+        (Function::Connect, Some(libc::ECONNREFUSED))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -78,7 +78,7 @@ use crate::error::{AllocateError, ConnectError, Error};
 pub(crate) use crate::index::index32;
 use crate::lifecycle::{Change, CloseReason};
 use crate::request::FromCache;
-use crate::request::{Request, RequestId, Target};
+use crate::request::{Host, Request, RequestId, Target};
 use crate::stats::Counters;
 use crate::time::{MAX_DELAY_MS, Millis, millis_ceil};
 use crate::wheel::{TimerKey, Wheel};
@@ -303,7 +303,11 @@ impl<C> Pool<C> {
             // a bad upstream address would end up talking to itself.
             return invalid("addr is unspecified (0.0.0.0 or ::)");
         }
-        if request.target.port == 0 {
+        let unix = matches!(request.target.host, Host::Unix(_));
+        if unix && request.target.bind.is_some() {
+            return invalid("a unix socket target takes no bind address");
+        }
+        if request.target.port == 0 && !unix {
             return invalid("port is 0");
         }
         let timeout = match request.timeout {
@@ -317,6 +321,14 @@ impl<C> Pool<C> {
             return invalid("too many pending requests");
         }
         Ok(timeout)
+    }
+
+    /// Gives `target` the configured bind address if it names none. That
+    /// address is an IP one: never for a Unix path.
+    fn bind_default(&self, target: &mut Target) {
+        if target.bind.is_none() && !matches!(target.host, Host::Unix(_)) {
+            target.bind = self.limits.bind_address;
+        }
     }
 
     pub(crate) fn allocate(
@@ -334,7 +346,8 @@ impl<C> Pool<C> {
                 });
             }
         };
-        if request.target.bind.is_none() && self.limits.bind_address.is_some() {
+        if self.limits.bind_address.is_some() {
+            self.bind_default(&mut request.target);
             request.target.bind = self.limits.bind_address;
         }
         // The target moves into a new key, or is dropped where it lies; the
@@ -414,8 +427,8 @@ impl<C> Pool<C> {
     ) -> Result<CheckedOut<C>, AllocateError<C>> {
         let mut clock = Some(clock);
         let mut decided = None;
-        if request.target.bind.is_none() && self.limits.bind_address.is_some() {
-            request.target.bind = self.limits.bind_address;
+        if self.limits.bind_address.is_some() {
+            self.bind_default(&mut request.target);
         }
         let key = (!request.fresh && self.admit(&request).is_ok())
             .then(|| self.lookup_key(&request.target).ok())

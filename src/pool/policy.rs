@@ -176,8 +176,9 @@ impl<C> Pool<C> {
         clock: impl FnOnce() -> Millis,
     ) -> (usize, usize) {
         // Requests without a bind address were keyed with the default one.
+        let unix = matches!(target.host, crate::request::Host::Unix(_));
         let key = match (target.bind, self.limits.bind_address) {
-            (None, Some(bind)) => {
+            (None, Some(bind)) if !unix => {
                 let mut keyed = target.clone();
                 keyed.bind = Some(bind);
                 self.find_key(&keyed)

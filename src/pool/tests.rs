@@ -616,6 +616,37 @@ fn different_targets_never_share() {
 }
 
 #[test]
+fn a_unix_path_is_a_key_with_no_port_and_no_bind() {
+    let path = std::path::Path::new("/run/app.sock");
+    let mut config = limits(1, 128);
+    config.bind_address = Some(LOCAL);
+    let mut h = Harness::new(config);
+    // Port 0 is a path's only port; the configured IP bind is not applied.
+    h.alloc_req(Request::unix("http", path, 1));
+    let slot = h.connect_cmd();
+    assert_eq!(h.pool.target(slot).map(|t| t.bind), Some(None));
+    h.connected(slot);
+    h.outcomes();
+    h.returned(slot, true);
+    // The same path reuses it, a one-byte-longer path does not.
+    h.alloc_req(Request::unix("http", path, 2));
+    assert!(h.commands().is_empty());
+    h.alloc_req(Request::unix(
+        "http",
+        std::path::Path::new("/run/app.sock2"),
+        3,
+    ));
+    assert_eq!(h.commands().len(), 1);
+    // An explicit bind address is refused, with the request.
+    let err = h
+        .pool
+        .allocate(Request::unix("http", path, 4).bind_address(LOCAL), 0, || 0)
+        .unwrap_err();
+    assert!(matches!(err.error, Error::InvalidRequest { reason } if reason.contains("bind")));
+    assert_eq!(err.into_request().into_context(), 4);
+}
+
+#[test]
 fn shutdown_fails_pending_closes_idle_and_refuses_new() {
     let mut h = Harness::new(limits(1, 128));
     let lent = h.lend_new(80, 1);

@@ -32,9 +32,7 @@ impl<C> Pool<C> {
         if self.shut_down || n == 0 {
             return 0;
         }
-        if target.bind.is_none() {
-            target.bind = self.limits.bind_address;
-        }
+        self.bind_default(&mut target);
         let key = match self.lookup_key(&target) {
             Ok(key) => key,
             Err(hash) => self.insert_key(hash, target),
@@ -50,9 +48,7 @@ impl<C> Pool<C> {
         if self.shut_down {
             return;
         }
-        if target.bind.is_none() {
-            target.bind = self.limits.bind_address;
-        }
+        self.bind_default(&mut target);
         let key = match self.lookup_key(&target) {
             Ok(key) => key,
             Err(_) if min_idle == 0 => return,

@@ -25,8 +25,12 @@ use crate::lifecycle::{CloseReason, Lifecycle};
 use crate::net;
 use crate::pool::{CheckedOut, Checkout, Command, Phase, Pool, PoolOutcome, SlotId};
 use crate::request::{Host, Request, Target};
+use crate::stream::Stream;
 use crate::time::Millis;
 use crate::tls::{self, Handshake, IdleVerdict, TlsSession};
+
+/// Why a TLS scheme's Unix-domain request needs a server name.
+pub(super) const UNIX_TLS_NEEDS_NAME: &str = "TLS over a unix socket needs a server_name (a path is no name to check the certificate against)";
 
 /// Everything but the poller, so readiness can be handled while the kernel's
 /// event list is borrowed.
@@ -55,7 +59,7 @@ pub(super) struct Driver<C> {
 #[derive(Default)]
 pub(super) struct SocketEntry {
     /// `None` while lent (the connection owns it) or when the slot is free.
-    stream: Option<mio::net::TcpStream>,
+    stream: Option<Stream>,
     /// The TLS session of a TLS scheme's socket; travels with the stream.
     tls: Option<Box<TlsSession>>,
     /// The TCP connect completed (a TLS socket may still be handshaking).
@@ -191,18 +195,9 @@ fn read_side(event: &mio::event::Event) -> bool {
 /// of the reactor's own: the two can never collide.
 pub(super) const CALLER_BIT: usize = 1 << (usize::BITS - 1);
 
-/// Whether a nonblocking connect has finished: `None` while it is under
-/// way (a spurious wake-up), else how it ended. One `getsockopt(SO_ERROR)`,
-/// and a `getpeername` when there is no error.
+/// [`Stream::connect_result`] for a bare TCP socket (a name's attempts).
 fn connect_result(stream: &mio::net::TcpStream) -> Option<io::Result<()>> {
-    match stream.take_error() {
-        Ok(Some(e)) | Err(e) => Some(Err(e)),
-        Ok(None) => match stream.peer_addr() {
-            Ok(_) => Some(Ok(())),
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
-            Err(e) => Some(Err(e)),
-        },
-    }
+    crate::stream::connect_result(stream.take_error(), || stream.peer_addr().map(drop))
 }
 
 impl<C> Driver<C> {
@@ -361,7 +356,7 @@ impl<C> Driver<C> {
             return;
         };
         if !entry.connected {
-            match connect_result(stream) {
+            match stream.connect_result() {
                 // Not connected yet: a spurious wake-up; wait for the next.
                 None => return,
                 Some(Err(e)) => {
@@ -422,6 +417,13 @@ impl<C> Driver<C> {
             (Some(name), _) => by_name(name)?,
             (None, Host::Name(name)) => by_name(name)?,
             (None, Host::Addr(ip)) => rustls::pki_types::ServerName::IpAddress((*ip).into()),
+            // `allocate` refused it: a path is no name to check against.
+            (None, Host::Unix(_)) => {
+                return Err(ConnectError::new(
+                    Function::Tls,
+                    io::Error::new(io::ErrorKind::InvalidInput, UNIX_TLS_NEEDS_NAME),
+                ));
+            }
         };
         let config = self.tls_config()?;
         TlsSession::new(&config, name).map(|s| Some(Box::new(s)))
@@ -485,15 +487,15 @@ impl<C> Driver<C> {
                             continue;
                         }
                     };
-                    let by_name = self
-                        .pool
-                        .target(slot)
-                        .is_some_and(|t| matches!(t.host, Host::Name(_)));
-                    if by_name {
-                        self.start_dial(slot, tls, now);
-                        continue;
-                    }
-                    match net::connect(addr, bind, self.nodelay) {
+                    let opened = match self.pool.target(slot).map(|t| &t.host) {
+                        Some(Host::Name(_)) => {
+                            self.start_dial(slot, tls, now);
+                            continue;
+                        }
+                        Some(Host::Unix(path)) => net::connect_unix(path).map(Stream::Unix),
+                        _ => net::connect(addr, bind, self.nodelay).map(Stream::Tcp),
+                    };
+                    match opened {
                         Ok(mut stream) => {
                             let interest = Interest::READABLE | Interest::WRITABLE;
                             match registry.register(&mut stream, token(slot), interest) {

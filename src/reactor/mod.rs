@@ -122,7 +122,9 @@ impl<C> Reactor<C> {
     /// 0, an unspecified address (`0.0.0.0`, `::`), an invalid host name or
     /// TLS server name (for a TLS scheme without `server_name`, the host
     /// name is the server name and must be valid as one), a timeout over ten
-    /// years.
+    /// years; for a [Unix-domain](Request::unix) path: empty, longer than
+    /// `sun_path`, a NUL inside a file path, an abstract name off Linux, a
+    /// bind address, or a TLS scheme without `server_name`.
     pub fn allocate(&mut self, request: Request<C>) -> Result<RequestId, AllocateError<C>> {
         if let Some(reason) = self.name_refusal(&request) {
             return Err(AllocateError {
@@ -246,10 +248,18 @@ impl<C> Reactor<C> {
     /// the pool core cannot check (it knows neither names nor TLS).
     fn name_refusal<D>(&self, request: &Request<D>) -> Option<&'static str> {
         let valid_server_name = |name: &str| rustls::pki_types::ServerName::try_from(name).is_ok();
-        if let Host::Name(name) = &request.target.host {
-            if let Err(reason) = crate::resolve::check_name(name) {
-                return Some(reason);
+        match &request.target.host {
+            Host::Name(name) => {
+                if let Err(reason) = crate::resolve::check_name(name) {
+                    return Some(reason);
+                }
             }
+            Host::Unix(path) => {
+                if let Some(reason) = crate::net::unix_path_refusal(path) {
+                    return Some(reason);
+                }
+            }
+            Host::Addr(_) => {}
         }
         match (&request.target.server_name, &request.target.host) {
             (Some(name), _) if !valid_server_name(name) => {
@@ -262,6 +272,9 @@ impl<C> Reactor<C> {
                     && !valid_server_name(name) =>
             {
                 Some("host name is not a valid TLS server name (set server_name)")
+            }
+            (None, Host::Unix(_)) if self.driver.tls_schemes.contains(&request.target.scheme) => {
+                Some(driver::UNIX_TLS_NEEDS_NAME)
             }
             _ => None,
         }

@@ -12,6 +12,7 @@ pub mod nginx;
 pub mod proxy_process;
 pub mod tls;
 pub mod tls_wire;
+pub mod unix;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};

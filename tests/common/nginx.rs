@@ -7,6 +7,10 @@
 //! worker, so that [`Nginx::reload`] retires the old worker (which closes
 //! its idle keep-alive connections) and [`Nginx::stop`] takes both down.
 //! Only processes this helper started are signalled, by pid.
+//!
+//! With [`Options::unix`] the same server block also listens on a
+//! Unix-domain socket in the state directory ([`Nginx::unix_path`]), with
+//! the same `listen` parameters (so `ssl` too).
 
 #![allow(
     unsafe_code,
@@ -55,6 +59,8 @@ fn free_port() -> u16 {
 /// A running nginx.
 pub struct Nginx {
     pub addr: SocketAddr,
+    /// The Unix-domain socket it also listens on, with [`Options::unix`].
+    pub unix_path: Option<PathBuf>,
     child: Child,
     dir: PathBuf,
     bin: PathBuf,
@@ -75,6 +81,9 @@ pub struct Options {
     /// same port cannot find it taken by one of our own outgoing
     /// connections.
     pub port: Option<u16>,
+    /// Also listen on `unix:<state dir>/nginx.sock` (see
+    /// [`Nginx::unix_path`]).
+    pub unix: bool,
 }
 
 /// What the server block does besides listening.
@@ -93,6 +102,16 @@ impl Nginx {
     /// `X-Conn` header. `None`, with a printed reason, if nginx is missing.
     pub fn start_http(keepalive_requests: u32, keepalive_timeout: &str) -> Option<Nginx> {
         Nginx::start_http_with(keepalive_requests, keepalive_timeout, Options::default())
+    }
+
+    /// [`start_http`](Nginx::start_http), also listening on a Unix-domain
+    /// socket ([`Nginx::unix_path`]).
+    pub fn start_http_unix(keepalive_requests: u32, keepalive_timeout: &str) -> Option<Nginx> {
+        let options = Options {
+            unix: true,
+            ..Options::default()
+        };
+        Nginx::start_http_with(keepalive_requests, keepalive_timeout, options)
     }
 
     /// [`start_http`](Nginx::start_http) with [`Options`].
@@ -147,12 +166,17 @@ impl Nginx {
                 .port(),
         };
         let addr = SocketAddr::new(LOCALHOST, port);
+        let unix_path = options.unix.then(|| dir.join("nginx.sock"));
+        let unix_listen = match &unix_path {
+            Some(path) => format!("listen unix:{} {};\n  ", path.display(), site.listen_extra),
+            None => String::new(),
+        };
         let conf = format!(
             "daemon off;\nmaster_process {master};\nworker_processes 1;\npid {d}/nginx.pid;\n\
              error_log {d}/logs/error.log warn;\nevents {{ worker_connections 1024; }}\n\
              http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n \
              fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n \
-             server {{\n  listen {addr} {extra};\n  {server}\n }}\n}}\n",
+             server {{\n  listen {addr} {extra};\n  {unix_listen}{server}\n }}\n}}\n",
             d = dir.display(),
             master = if options.master_process { "on" } else { "off" },
             extra = site.listen_extra,
@@ -162,6 +186,7 @@ impl Nginx {
         let child = spawn(&bin, &dir, &[]);
         let mut nginx = Nginx {
             addr,
+            unix_path,
             child,
             dir,
             bin,
@@ -274,8 +299,12 @@ impl Nginx {
     fn wait_ready(&mut self) {
         let start = Instant::now();
         loop {
-            let answered =
-                TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok();
+            let answered = TcpStream::connect_timeout(&self.addr, Duration::from_millis(100))
+                .is_ok()
+                && self
+                    .unix_path
+                    .as_ref()
+                    .is_none_or(|p| std::os::unix::net::UnixStream::connect(p).is_ok());
             if answered && self.child.try_wait().ok().flatten().is_none() {
                 return;
             }

@@ -197,6 +197,7 @@ pub fn run(settings: &Settings, proxy: impl Fn(&str, &[&str]) -> ProxyProcess) -
         Options {
             master_process: true,
             port: None,
+            ..Options::default()
         },
     )?;
     let files = nginx.dir().join("files");

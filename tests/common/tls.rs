@@ -16,7 +16,7 @@ use keepalive::rustls::{
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 
 use super::LOCALHOST;
-use super::nginx::{Nginx, Site};
+use super::nginx::{Nginx, Options, Site};
 
 /// A CA, a server certificate it signed (for `localhost`, 127.0.0.1 and
 /// ::1), and an unrelated second CA.
@@ -283,7 +283,17 @@ impl Silent {
 /// Its own default protocols: TLS 1.2 only for nginx before 1.23.4, such as
 /// Debian 12's 1.22.
 pub fn nginx_tls(pki: &Pki) -> Option<Nginx> {
-    nginx_tls_with(pki, "")
+    nginx_tls_with(pki, "", Options::default())
+}
+
+/// [`nginx_tls`] also listening (TLS) on a Unix-domain socket
+/// ([`Nginx::unix_path`]).
+pub fn nginx_tls_unix(pki: &Pki) -> Option<Nginx> {
+    let options = Options {
+        unix: true,
+        ..Options::default()
+    };
+    nginx_tls_with(pki, "", options)
 }
 
 /// The same with TLS 1.2 and 1.3, as Debian's packaged `nginx.conf` sets,
@@ -293,29 +303,37 @@ pub fn nginx_tls13(pki: &Pki) -> Option<Nginx> {
     nginx_tls_with(
         pki,
         &format!("ssl_protocols TLSv1.2 TLSv1.3; {CLASSICAL_GROUPS}"),
+        Options::default(),
     )
 }
 
 /// The same with TLS 1.2 only, whatever this nginx's default.
 pub fn nginx_tls12(pki: &Pki) -> Option<Nginx> {
-    nginx_tls_with(pki, &format!("ssl_protocols TLSv1.2; {CLASSICAL_GROUPS}"))
+    nginx_tls_with(
+        pki,
+        &format!("ssl_protocols TLSv1.2; {CLASSICAL_GROUPS}"),
+        Options::default(),
+    )
 }
 
 const CLASSICAL_GROUPS: &str = "ssl_ecdh_curve X25519:prime256v1:secp384r1;";
 
-fn nginx_tls_with(pki: &Pki, extra: &str) -> Option<Nginx> {
+fn nginx_tls_with(pki: &Pki, extra: &str, options: Options) -> Option<Nginx> {
     let server = format!(
         "{extra} ssl_certificate cert.pem; ssl_certificate_key key.pem; keepalive_requests 1000; \
          keepalive_timeout 60s; location / {{ add_header X-Conn $connection always; return 200 \"hello\\n\"; }}"
     );
-    Nginx::start(Site {
-        listen_extra: "ssl",
-        server: &server,
-        files: vec![
-            ("cert.pem", pki.server_cert_pem.clone().into_bytes()),
-            ("key.pem", pki.server_key_pem.clone().into_bytes()),
-        ],
-    })
+    Nginx::start_with(
+        Site {
+            listen_extra: "ssl",
+            server: &server,
+            files: vec![
+                ("cert.pem", pki.server_cert_pem.clone().into_bytes()),
+                ("key.pem", pki.server_key_pem.clone().into_bytes()),
+            ],
+        },
+        options,
+    )
 }
 
 /// A TLS server that takes one connection, waits `stall` before reading (so

@@ -855,7 +855,7 @@ impl<C> Driver<C> {
             return;
         }
         let entry = self.entry(slot.index);
-        entry.stream = Some(stream);
+        entry.stream = Some(crate::stream::Stream::Tcp(stream));
         entry.connected = true;
         self.join_watch(slot, addr, answer, expires, now);
         self.connecting_ready(slot, event, now);
