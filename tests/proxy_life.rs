@@ -593,3 +593,31 @@ fn sigterm_serves_the_requests_already_sent_and_queued() {
     }
     assert_eq!(proxy.wait_exit().code(), Some(0));
 }
+
+#[test]
+fn an_upstream_on_a_unix_socket_is_pooled_like_tcp() {
+    let Some(nginx) = common::nginx::Nginx::start_with(
+        common::nginx::Site {
+            listen_extra: "",
+            server: "keepalive_requests 1000; keepalive_timeout 60s; \
+                     location / { return 200 \"over unix\\n\"; }",
+            files: Vec::new(),
+        },
+        common::nginx::Options {
+            unix: true,
+            ..Default::default()
+        },
+    ) else {
+        return;
+    };
+    let path = nginx.unix_path.clone().expect("nginx on a unix socket");
+    let proxy = ProxyProcess::start(&format!("unix:{}", path.display()), &[]);
+    let baseline = proxy.fds();
+    let mut c = Client::connect(proxy.addr, CAP).unwrap();
+    for _ in 0..5 {
+        let r = c.get("/").unwrap();
+        assert_eq!((r.status, r.body_str()), (200, "over unix\n"));
+    }
+    // One upstream connection for five requests: the client and it.
+    assert_eq!(proxy.fds(), baseline + 2);
+}

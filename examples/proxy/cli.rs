@@ -18,8 +18,8 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 ///
 /// A bad option (with the usage), or what stopped a worker.
 pub fn run(args: &[String]) -> Result<()> {
-    let mut config = parse(args).map_err(|problem| usage(&problem))?;
-    if config.upstream.port == 0 {
+    let (mut config, upstream_given) = parse(args).map_err(|problem| usage(&problem))?;
+    if !upstream_given {
         let up = super::selftest::upstream()?;
         println!("upstream: the example's own, on {up}");
         config.upstream = up.into();
@@ -75,8 +75,9 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The command line; an upstream port of 0 stands for "the example's own".
-pub fn parse(args: &[String]) -> std::result::Result<Config, String> {
+/// The command line, and whether it named an upstream (without one, the
+/// example serves from an upstream of its own).
+pub fn parse(args: &[String]) -> std::result::Result<(Config, bool), String> {
     let mut config = Config::new(
         "127.0.0.1:8080".parse().map_err(|_| "listen")?,
         Upstream {
@@ -84,6 +85,7 @@ pub fn parse(args: &[String]) -> std::result::Result<Config, String> {
             port: 0,
         },
     );
+    let mut upstream_given = false;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let value = it
@@ -109,7 +111,10 @@ pub fn parse(args: &[String]) -> std::result::Result<Config, String> {
                     .parse()
                     .map_err(|e| format!("--listen {value:?}: {e}"))?;
             }
-            "--upstream" => config.upstream = Upstream::parse(value)?,
+            "--upstream" => {
+                config.upstream = Upstream::parse(value)?;
+                upstream_given = true;
+            }
             "--threads" => config.threads = count(value)?,
             "--max-clients" => config.max_clients = Some(count(value)?),
             "--header-timeout" => config.header_timeout = millis(value)?,
@@ -121,7 +126,7 @@ pub fn parse(args: &[String]) -> std::result::Result<Config, String> {
             _ => return Err(format!("unknown argument {flag:?}")),
         }
     }
-    Ok(config)
+    Ok((config, upstream_given))
 }
 
 pub fn usage(problem: &str) -> String {

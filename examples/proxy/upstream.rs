@@ -1,5 +1,6 @@
 //! The upstream as the command line names it: `host:port`, where the host
-//! is an IPv4 address, a bracketed IPv6 address or a host name.
+//! is an IPv4 address, a bracketed IPv6 address or a host name, or
+//! `unix:/path` for a Unix-domain socket, pooled by path like any target.
 //!
 //! A name is resolved by the pool's own resolver (its cache, Happy
 //! Eyeballs, the request's connect timeout covering the lookup), so the
@@ -25,14 +26,29 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Parses `host:port` (`127.0.0.1:80`, `[::1]:80`, `backend.local:8080`).
+    /// Parses `host:port` (`127.0.0.1:80`, `[::1]:80`, `backend.local:8080`)
+    /// or a Unix-domain socket as nginx writes it (`unix:/run/app.sock`;
+    /// `unix:@name` for an abstract one).
     ///
     /// # Errors
     ///
-    /// A missing or bad port, or an empty host, with what was wrong.
+    /// A missing or bad port, an empty host or path, with what was wrong.
     pub fn parse(text: &str) -> Result<Upstream, String> {
         if let Ok(addr) = text.parse::<SocketAddr>() {
             return Ok(Upstream::from(addr));
+        }
+        if text.starts_with("unix:") {
+            return match Host::parse(text.to_owned()) {
+                // Leaked once, like a name: a request's clone copies a
+                // pointer.
+                Host::Unix(path) if !path.as_os_str().is_empty() => Ok(Upstream {
+                    host: Host::Unix(Cow::Borrowed(Box::leak(
+                        path.into_owned().into_boxed_path(),
+                    ))),
+                    port: 0,
+                }),
+                _ => Err(format!("upstream {text:?}: expected unix:/path")),
+            };
         }
         let (host, port) = text
             .rsplit_once(':')
