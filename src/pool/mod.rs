@@ -348,7 +348,6 @@ impl<C> Pool<C> {
         };
         if self.limits.bind_address.is_some() {
             self.bind_default(&mut request.target);
-            request.target.bind = self.limits.bind_address;
         }
         // The target moves into a new key, or is dropped where it lies; the
         // outcome shares the key's.
