@@ -1,8 +1,9 @@
 //! The proxy example (`examples/proxy/`) as a process over a production
 //! day: clients that vanish in every state, slow heads and bodies, more
 //! clients than it may hold, no descriptors left at `accept`, an upstream
-//! by name, and signals. Each test runs the example's binary as a child
-//! (built by `cargo test --all-targets`), so it counts the proxy's own
+//! by name or on a Unix socket, and signals. Each test runs the example's
+//! command line in a child process (this binary started again, see
+//! `tests/common/proxy_process.rs`), so it counts the proxy's own
 //! descriptors in `/proc/PID/fd` and signals it without touching this
 //! process's handlers.
 
@@ -11,12 +12,26 @@
     reason = "tests, benchmarks and examples measure wall time; only the library is held to one clock read"
 )]
 
+#[path = "../examples/proxy/admission.rs"]
+#[allow(dead_code, reason = "the example uses more of it")]
+mod admission;
+#[path = "../examples/proxy/cli.rs"]
+mod cli;
 mod common;
+#[path = "../examples/proxy/engine.rs"]
+#[allow(dead_code, reason = "the example uses more of it")]
+mod engine;
+#[path = "../examples/proxy/http1.rs"]
+#[allow(dead_code, reason = "the example uses more of it")]
+mod http1;
 #[path = "common/proxy_soak.rs"]
 mod proxy_soak;
 #[path = "../examples/proxy/selftest.rs"]
 #[allow(dead_code, reason = "the example uses more of it")]
 mod selftest;
+#[path = "../examples/proxy/upstream.rs"]
+#[allow(dead_code, reason = "the example uses more of it")]
+mod upstream;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -27,6 +42,21 @@ use std::time::{Duration, Instant};
 use common::proxy_process::ProxyProcess;
 use common::{CAP, LOCALHOST, nginx, proxy_process};
 use selftest::Client;
+
+/// The proxy child (see `tests/common/proxy_process.rs`): the example's
+/// command line, run when the other tests start this binary as the proxy.
+/// Ignored otherwise: it is the child's entry, not a test.
+#[test]
+#[ignore = "the proxy child process, started by the other tests"]
+fn proxy_child() {
+    let Some(args) = proxy_process::child_args() else {
+        return;
+    };
+    if let Err(e) = cli::run(&args) {
+        eprintln!("proxy: {e}");
+        std::process::exit(1);
+    }
+}
 
 /// nginx with `/` answering `hello\n`, DAV `PUT` under `/dav/` (it reads
 /// the whole body), and `/files/big`, 4 MiB.

@@ -907,8 +907,11 @@ fn proxy_soak_group(settings: Settings) {
     };
     let this = std::env::current_exe().expect("the benchmark's own path");
     let start = |upstream: &str, args: &[&str]| {
-        let mut command = std::process::Command::new(&this);
-        command.arg("--as-proxy");
+        let command = |proxy_args: &[String]| {
+            let mut command = std::process::Command::new(&this);
+            command.arg("--as-proxy").args(proxy_args);
+            command
+        };
         proxy_process::ProxyProcess::spawn(command, upstream, args)
     };
     let Some(report) = proxy_soak::run(&soak, start) else {

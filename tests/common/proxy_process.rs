@@ -1,13 +1,17 @@
-//! The proxy example's binary as a child process: started on a free
-//! loopback port, its descriptors and memory read from `/proc`, signalled
-//! and stopped by its pid.
+//! The proxy example as a child process: started on a free loopback port,
+//! its descriptors and memory read from `/proc`, signalled and stopped by
+//! its pid.
 //!
-//! `cargo test --all-targets` (the README's command) builds the example
-//! beside the test binaries; a test run without it panics saying so.
+//! The child is the test binary itself, running the example's command line
+//! (`examples/proxy/cli.rs`, compiled into the test crate) in its one
+//! ignored test, [`CHILD_TEST`], with the proxy's arguments in
+//! [`ARGS_VAR`]: `cargo test --all-targets` builds examples as tests, not
+//! as the example's binary, and a binary built apart could be older than
+//! the sources under test. The benchmark starts itself the same way
+//! (`--as-proxy`).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -15,43 +19,33 @@ use std::time::{Duration, Instant};
 
 use super::CAP;
 
-/// `target/<profile>/examples/proxy`, beside this test binary's `deps/`.
-pub fn binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let bin = profile.join("examples").join("proxy");
-    let built = std::fs::metadata(&bin)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| {
-            panic!(
-                "{} is missing: run the tests with `cargo test --all-targets`, or `cargo build --example proxy` first",
-                bin.display()
-            )
-        });
-    // `cargo test --test X` builds no example: a binary older than one of
-    // its sources (cargo's dep-info beside it lists them) would test
-    // yesterday's proxy.
-    let deps = std::fs::read_to_string(bin.with_extension("d")).unwrap_or_default();
-    let stale = deps
-        .split_once(": ")
-        .map(|(_, list)| list)
-        .unwrap_or("")
-        .split_whitespace()
-        .find(|dep| {
-            std::fs::metadata(dep)
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t > built)
-        });
-    assert!(
-        stale.is_none(),
-        "{} is older than {}: `cargo build --example proxy` (or run `cargo test --all-targets`)",
-        bin.display(),
-        stale.unwrap_or("")
-    );
-    bin
+/// The test that runs the proxy in the child.
+pub const CHILD_TEST: &str = "proxy_child";
+/// The proxy's arguments, one per line.
+pub const ARGS_VAR: &str = "KEEPALIVE_PROXY_ARGS";
+
+/// The proxy's arguments for the child, if this process is one.
+pub fn child_args() -> Option<Vec<String>> {
+    let args = std::env::var(ARGS_VAR).ok()?;
+    Some(args.lines().map(str::to_owned).collect())
+}
+
+/// A command that runs this test binary as the proxy child with `args`.
+fn this_as_proxy(mut command: Command, args: &[String]) -> Command {
+    command
+        .args([
+            CHILD_TEST,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ARGS_VAR, args.join("\n"));
+    command
+}
+
+fn this_exe() -> std::path::PathBuf {
+    std::env::current_exe().expect("the test binary's path")
 }
 
 pub struct ProxyProcess {
@@ -67,34 +61,48 @@ impl ProxyProcess {
     /// port, with `args` added.
     #[track_caller]
     pub fn start(upstream: &str, args: &[&str]) -> ProxyProcess {
-        ProxyProcess::spawn(Command::new(binary()), upstream, args)
+        ProxyProcess::spawn(
+            |a| this_as_proxy(Command::new(this_exe()), a),
+            upstream,
+            args,
+        )
     }
 
     /// The same, with `RLIMIT_NOFILE` set to `nofile` for the proxy alone
     /// (the shell's `ulimit`, then `exec`).
     #[track_caller]
     pub fn start_limited(upstream: &str, args: &[&str], nofile: u32) -> ProxyProcess {
-        let mut sh = Command::new("sh");
-        sh.arg("-c")
-            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
-            .arg(binary());
-        ProxyProcess::spawn(sh, upstream, args)
+        let shell = |a: &[String]| {
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+                .arg(this_exe());
+            this_as_proxy(sh, a)
+        };
+        ProxyProcess::spawn(shell, upstream, args)
     }
 
-    /// The proxy as `command` runs it (the example's binary, or a binary
-    /// that runs the example's command line, as the benchmark does).
+    /// The proxy as `command` runs it, given the proxy's arguments (one
+    /// worker, a free loopback port, `upstream`, then `args`).
     #[track_caller]
-    pub fn spawn(mut command: Command, upstream: &str, args: &[&str]) -> ProxyProcess {
-        let mut child = command
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--threads",
-                "1",
-                "--upstream",
-                upstream,
-            ])
-            .args(args)
+    pub fn spawn(
+        command: impl FnOnce(&[String]) -> Command,
+        upstream: &str,
+        args: &[&str],
+    ) -> ProxyProcess {
+        let all: Vec<String> = [
+            "--listen",
+            "127.0.0.1:0",
+            "--threads",
+            "1",
+            "--upstream",
+            upstream,
+        ]
+        .iter()
+        .chain(args)
+        .map(|a| (*a).to_owned())
+        .collect();
+        let mut child = command(&all)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -108,7 +116,9 @@ impl ProxyProcess {
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { return };
-                if let Some(rest) = line.strip_prefix("proxy listening on http://") {
+                // The test harness may print its own words before ours on
+                // the line.
+                if let Some((_, rest)) = line.split_once("proxy listening on http://") {
                     let addr = rest.split_whitespace().next().unwrap_or("");
                     let _ = tx.send(addr.parse::<SocketAddr>());
                 }
