@@ -136,6 +136,25 @@ struct Slot {
     stamp: Link,
 }
 
+impl Slot {
+    /// The slot goes to the caller at `now`: one use more, and what the
+    /// checkout reports (`pooled`: it was idle before, so it idled).
+    fn lend(&mut self, now: Millis, pooled: bool) -> Checkout {
+        self.state = SlotState::Lent;
+        self.idle_deadline = Millis::MAX;
+        self.uses = self.uses.saturating_add(1);
+        Checkout {
+            uses: self.uses,
+            age: now.saturating_sub(self.connected_at),
+            idle: if pooled {
+                now.saturating_sub(self.idle_since)
+            } else {
+                0
+            },
+        }
+    }
+}
+
 fn slot_key_idle(s: &mut Slot) -> &mut Link {
     &mut s.key_idle
 }
@@ -469,14 +488,7 @@ impl<C> Pool<C> {
             let Some(s) = self.slots.get_mut(slot as usize) else {
                 break;
             };
-            s.state = SlotState::Lent;
-            s.idle_deadline = Millis::MAX;
-            s.uses = s.uses.saturating_add(1);
-            let checkout = Checkout {
-                uses: s.uses,
-                age: t.saturating_sub(s.connected_at),
-                idle: t.saturating_sub(s.idle_since),
-            };
+            let checkout = s.lend(t, true);
             self.counters.immediate += 1;
             return Ok(CheckedOut::Lent {
                 slot: id,
@@ -782,18 +794,7 @@ impl<C> Pool<C> {
                     let Some(s) = self.slots.get_mut(slot as usize) else {
                         continue;
                     };
-                    s.state = SlotState::Lent;
-                    s.idle_deadline = Millis::MAX;
-                    s.uses = s.uses.saturating_add(1);
-                    let checkout = Checkout {
-                        uses: s.uses,
-                        age: now.saturating_sub(s.connected_at),
-                        idle: if from_cache.is_some() {
-                            now.saturating_sub(s.idle_since)
-                        } else {
-                            0
-                        },
-                    };
+                    let checkout = s.lend(now, from_cache.is_some());
                     let slot = SlotId {
                         index: slot,
                         generation: s.generation,
