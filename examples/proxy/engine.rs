@@ -546,6 +546,10 @@ const STATS_TIMER: u64 = u64::MAX;
 const ACCEPT_TIMER: u64 = u64::MAX - 1;
 const DRAIN_TIMER: u64 = u64::MAX - 2;
 
+/// How long a client accepted but silent when a drain starts may take to
+/// send its first request.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
 const LISTENER: Token = Token(1 << 62);
 const WAKE: Token = Token((1 << 62) + 1);
 const SIGNALS: Token = Token((1 << 62) + 2);
@@ -663,6 +667,9 @@ struct Client {
     answered: bool,
     /// Buffered bytes last counted in [`Local::buffered`].
     accounted: usize,
+    /// A request head was read from this client (a drain closes a silent
+    /// client at once only if so).
+    served: bool,
 }
 
 impl Client {
@@ -706,6 +713,7 @@ impl Client {
             up_reusable: true,
             answered: false,
             accounted: 0,
+            served: false,
         }
     }
 
@@ -852,6 +860,8 @@ struct Worker {
     local: Local,
     /// A graceful stop is under way (see [`Proxy::drain`]).
     draining: bool,
+    /// SIGTERMs and SIGINTs this worker has taken: the second stops it now.
+    stop_signals: u32,
     stopping: bool,
 }
 
@@ -906,6 +916,7 @@ impl Worker {
             stats,
             local: Local::default(),
             draining: false,
+            stop_signals: 0,
             stopping: false,
         })
     }
@@ -968,7 +979,9 @@ impl Worker {
                     _ => {}
                 }
             }
-            if self.draining && self.local.clients == 0 {
+            // Clients handed to us and not yet taken count too: a worker
+            // that ended with some in its inbox would drop them unanswered.
+            if self.draining && self.shared.inboxes[self.me].clients.load(Ordering::SeqCst) == 0 {
                 self.stopping = true;
             }
             self.publish();
@@ -1051,7 +1064,17 @@ impl Worker {
             match self.less_busy_worker() {
                 Some(other) => {
                     let inbox = &self.shared.inboxes[other];
-                    inbox.clients.fetch_add(1, Ordering::Relaxed);
+                    inbox.clients.fetch_add(1, Ordering::SeqCst);
+                    if self.shared.drain.load(Ordering::SeqCst) {
+                        // The other worker may have ended (it saw its count
+                        // at 0 after setting the drain flag): keep it.
+                        inbox.clients.fetch_sub(1, Ordering::SeqCst);
+                        self.shared.inboxes[self.me]
+                            .clients
+                            .fetch_add(1, Ordering::SeqCst);
+                        self.adopt(sock);
+                        continue;
+                    }
                     if let Ok(mut queue) = inbox.queue.lock() {
                         queue.push(sock);
                     }
@@ -1119,10 +1142,15 @@ impl Worker {
         let mut drain = false;
         if let Some(signals) = self.signals.as_mut() {
             for signal in signals.pending() {
-                drain |= signal == SIGTERM || signal == SIGINT;
+                if signal == SIGTERM || signal == SIGINT {
+                    drain = true;
+                    self.stop_signals += 1;
+                }
             }
         }
-        if drain && self.draining {
+        // Counted per worker: another worker's drain (the shared flag) may
+        // have started ours before our own first signal came in.
+        if self.stop_signals >= 2 {
             // A second signal: stop now.
             self.drain_expired();
         } else if drain {
@@ -1160,8 +1188,15 @@ impl Worker {
                 self.drive(idx);
                 let c = &self.clients[idx];
                 if c.state == State::Idle && c.inb.is_empty() {
-                    // Between requests: nothing in flight.
-                    self.close(idx);
+                    if c.served {
+                        // Between requests: nothing in flight.
+                        self.close(idx);
+                    } else {
+                        // Accepted, silent so far: its first request may be
+                        // on the way (a loaded machine delivers even
+                        // loopback bytes late). It gets a moment.
+                        self.arm(idx, DRAIN_GRACE, TimerKind::Progress);
+                    }
                 }
             }
             // Anything else finishes, and the client is closed after its
@@ -1208,6 +1243,7 @@ impl Worker {
         c.client_readable = false;
         c.client_writable = true;
         c.keep_client = !self.draining;
+        c.served = false;
         c.head_tried = 0;
         self.local.clients += 1;
         self.arm(idx, self.config.client_timeout, TimerKind::Progress);
@@ -1435,6 +1471,7 @@ impl Worker {
                 match http1::parse_request(c.inb.bytes(), &mut c.up_head) {
                     Ok(Some(head)) => {
                         c.head_tried = 0;
+                        c.served = true;
                         c.inb.consume(head.len);
                         c.req_body = head.body;
                         c.req_ready = 0;
