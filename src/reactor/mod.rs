@@ -309,8 +309,13 @@ impl<C> Reactor<C> {
     /// request as `Deferred`; one with unread data, EOF, an error or a
     /// [`close`](Connection::close) is closed.
     ///
+    /// A waiting request is judged by the time of this call, not by the
+    /// last poll's: one whose deadline passed in a pause without polls
+    /// times out (at the next poll) and the connection idles.
+    ///
     /// Costs: no syscall when the connection's own reads prove its receive
-    /// queue empty, else one `recv(MSG_PEEK)`.
+    /// queue empty, else one `recv(MSG_PEEK)`; a clock read only when a
+    /// request waits (for this key, or for room under `max_open`).
     ///
     /// # Errors
     ///
