@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use common::*;
@@ -71,29 +70,11 @@ fn a_connection_the_last_tick_saw_close_is_never_checked_out() {
 
 #[test]
 fn after_a_tick_cut_short_a_candidate_is_checked_directly() {
-    use keepalive::mio::{Interest, Token, net::UdpSocket};
     let server = Server::start();
     // One readiness event per tick: the caller's sources fill it.
     let mut ka = reactor(Config::default().with_max_events_per_tick(1));
     let mut events = Events::new();
-    let mut conn = connect(&mut ka, &mut events, request(server.port(), ()));
-    get(&mut ka, &mut events, &mut conn);
-    let fd = conn.as_raw_fd();
-    ka.free(conn).unwrap();
-    let sender = std::net::UdpSocket::bind((LOCALHOST, 0)).unwrap();
-    let mut sources: Vec<UdpSocket> = (0..3)
-        .map(|i| {
-            let mut udp = UdpSocket::bind((LOCALHOST, 0).into()).unwrap();
-            ka.register(&mut udp, Token(i), Interest::READABLE).unwrap();
-            sender.send_to(b"x", udp.local_addr().unwrap()).unwrap();
-            udp
-        })
-        .collect();
-    for udp in &mut sources {
-        wait_readable(udp.as_raw_fd());
-    }
-    server.close_all();
-    wait_readable(fd);
+    let _sources = close_behind_a_full_tick(&mut ka, &mut events, &server, ());
     // A tick that reads one event, a caller's: the close stays unread.
     ka.poll(&mut events, Some(Duration::ZERO)).unwrap();
     assert_eq!(events.len(), 1);

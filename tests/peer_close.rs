@@ -54,31 +54,12 @@ fn close_that_arrives_while_the_caller_does_not_poll_is_never_delivered() {
 
 #[test]
 fn a_close_left_in_the_kernel_by_a_full_tick_is_still_never_delivered() {
-    use keepalive::mio::{Interest, Token, net::UdpSocket};
     let server = Server::start();
     // One readiness event per tick: the caller's sources fill it.
     let mut ka = reactor(Config::default().with_max_events_per_tick(1));
     let mut events = Events::new();
-    let mut conn = connect(&mut ka, &mut events, request(server.port(), ()));
-    get(&mut ka, &mut events, &mut conn);
-    let fd = conn.as_raw_fd();
-    ka.free(conn).unwrap();
-    // Three of the caller's sockets become readable first...
-    let sender = std::net::UdpSocket::bind((LOCALHOST, 0)).unwrap();
-    let mut sources: Vec<UdpSocket> = (0..3)
-        .map(|i| {
-            let mut udp = UdpSocket::bind((LOCALHOST, 0).into()).unwrap();
-            ka.register(&mut udp, Token(i), Interest::READABLE).unwrap();
-            sender.send_to(b"x", udp.local_addr().unwrap()).unwrap();
-            udp
-        })
-        .collect();
-    for udp in &mut sources {
-        wait_readable(udp.as_raw_fd());
-    }
-    // ...then the pooled socket's close arrives, and a cache hit is made.
-    server.close_all();
-    wait_readable(fd);
+    let _sources = close_behind_a_full_tick(&mut ka, &mut events, &server, ());
+    // A cache hit is made with the close still unread.
     ka.allocate(request(server.port(), ())).unwrap();
     let mut conn = wait_outcome(&mut ka, &mut events).result.unwrap();
     assert_eq!(conn.from_cache(), None, "the dead socket was replaced");

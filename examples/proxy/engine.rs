@@ -1269,10 +1269,6 @@ impl Worker {
                 if matches!(c.state, State::Connecting | State::Exchanging)
                     && !c.resp_head_done =>
             {
-                if let Some(pending) = c.pending.take() {
-                    let _ = self.reactor.deallocate(pending);
-                }
-                close_upstream(&mut self.by_conn, c);
                 self.answer_or_close(idx, 504);
             }
             TimerKind::Header if c.state == State::Idle => {
@@ -1286,17 +1282,8 @@ impl Worker {
                     // full because the upstream took nothing for a whole
                     // `client_timeout`. The upstream's stall, not the
                     // client's.
-                    if let Some(pending) = c.pending.take() {
-                        let _ = self.reactor.deallocate(pending);
-                    }
-                    close_upstream(&mut self.by_conn, c);
                     self.answer_or_close(idx, 504);
                 } else {
-                    if let Some(pending) = c.pending.take() {
-                        let _ = self.reactor.deallocate(pending);
-                    }
-                    // Mid-request: never pooled.
-                    close_upstream(&mut self.by_conn, c);
                     self.answer_or_close(idx, 408);
                 }
             }
@@ -1312,11 +1299,15 @@ impl Worker {
         }
     }
 
-    /// Answers with the proxy's own `status` if nothing of a response has
-    /// gone to the client yet (then the client gets `client_timeout` to
-    /// read it), else closes: the client must see the response cut.
+    /// Ends client `idx`'s exchange at a deadline: its pending upstream
+    /// request is cancelled and its upstream connection (mid-exchange)
+    /// closed, never pooled; then the proxy's own `status` if nothing of a
+    /// response has gone to the client yet (the client gets
+    /// `client_timeout` to read it), else a close: the client must see the
+    /// response cut.
     fn answer_or_close(&mut self, idx: usize, status: u16) {
         let c = &mut self.clients[idx];
+        drop_exchange(&mut self.reactor, &mut self.by_conn, c);
         if c.down_head.is_empty() {
             c.answer(&mut self.local, status);
             self.arm(idx, self.config.client_timeout, TimerKind::Progress);
@@ -1375,13 +1366,7 @@ impl Worker {
         if c.state == State::Free {
             return;
         }
-        if let Some(pending) = c.pending.take() {
-            let _ = self.reactor.deallocate(pending);
-        }
-        if let Some(conn) = c.upstream.take() {
-            self.by_conn.remove(&conn.id());
-            conn.close();
-        }
+        drop_exchange(&mut self.reactor, &mut self.by_conn, c);
         if let Some(timer) = c.timer.take() {
             let _ = self.reactor.cancel_timer(timer);
         }
@@ -1807,6 +1792,16 @@ fn release_upstream(reactor: &mut Reactor<u64>, by_conn: &mut ConnMap, c: &mut C
     c.up_readable = false;
     c.up_writable = false;
     c.state = State::Flushing;
+}
+
+/// Cancels client `c`'s pending upstream request (a connection that
+/// completes anyway idles in the pool) and closes the upstream connection
+/// it holds, which is mid-exchange.
+fn drop_exchange(reactor: &mut Reactor<u64>, by_conn: &mut ConnMap, c: &mut Client) {
+    if let Some(pending) = c.pending.take() {
+        let _ = reactor.deallocate(pending);
+    }
+    close_upstream(by_conn, c);
 }
 
 fn close_upstream(by_conn: &mut ConnMap, c: &mut Client) {

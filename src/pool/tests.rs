@@ -160,6 +160,11 @@ impl Harness {
     }
 }
 
+/// A refused connect, as the driver reports one.
+fn refused() -> ConnectError {
+    ConnectError::from_errno(Function::Connect, libc::ECONNREFUSED)
+}
+
 fn timed_out(ctx: u64) -> Seen {
     Seen::Fail {
         ctx,
@@ -403,11 +408,7 @@ fn keys_blocked_on_max_open_are_served_in_order() {
     match h.commands().as_slice() {
         [Command::Close { .. }, Command::Connect { addr, slot, .. }] => {
             assert_eq!(addr.port(), 81, "first blocked key first");
-            h.pool.handle_connect_failed(
-                *slot,
-                ConnectError::from_errno(Function::Connect, libc::ECONNREFUSED),
-                h.now,
-            );
+            h.pool.handle_connect_failed(*slot, refused(), h.now);
         }
         other => panic!("{other:?}"),
     }
@@ -442,11 +443,7 @@ fn connect_failure_fails_request_and_serves_next_waiter() {
     h.alloc(80, 1);
     h.alloc(80, 2);
     let slot = h.connect_cmd();
-    h.pool.handle_connect_failed(
-        slot,
-        ConnectError::from_errno(Function::Connect, libc::ECONNREFUSED),
-        h.now,
-    );
+    h.pool.handle_connect_failed(slot, refused(), h.now);
     h.pool.check_invariants();
     let next = match h.commands().as_slice() {
         [

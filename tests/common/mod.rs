@@ -443,3 +443,39 @@ pub fn wait_count(count: impl Fn() -> usize, n: usize, what: &str) {
         thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// Leaves a close in the kernel behind a full tick: a pooled connection to
+/// `server` whose peer closes it, behind three readable sources of the
+/// caller's own, on a reactor built with `max_events_per_tick(1)`. The next
+/// tick reads one of the caller's events, not the close. Returns the
+/// sources: keep them alive while the test runs.
+pub fn close_behind_a_full_tick<C>(
+    ka: &mut Reactor<C>,
+    events: &mut Events<C>,
+    server: &Server,
+    context: C,
+) -> Vec<keepalive::mio::net::UdpSocket> {
+    use keepalive::mio::{Interest, Token, net::UdpSocket};
+    use std::os::fd::AsRawFd;
+    let mut conn = connect(ka, events, request(server.port(), context));
+    get(ka, events, &mut conn);
+    let fd = conn.as_raw_fd();
+    ka.free(conn).unwrap();
+    // Three of the caller's sockets become readable first...
+    let sender = std::net::UdpSocket::bind((LOCALHOST, 0)).unwrap();
+    let sources: Vec<UdpSocket> = (0..3)
+        .map(|i| {
+            let mut udp = UdpSocket::bind((LOCALHOST, 0).into()).unwrap();
+            ka.register(&mut udp, Token(i), Interest::READABLE).unwrap();
+            sender.send_to(b"x", udp.local_addr().unwrap()).unwrap();
+            udp
+        })
+        .collect();
+    for udp in &sources {
+        wait_readable(udp.as_raw_fd());
+    }
+    // ...then the pooled socket's close arrives.
+    server.close_all();
+    wait_readable(fd);
+    sources
+}
