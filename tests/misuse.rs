@@ -35,6 +35,10 @@ fn invalid_configs_name_the_field() {
             Config::default().with_max_events_per_tick((1 << 20) + 1),
             "max_events_per_tick",
         ),
+        (
+            Config::default().with_busy_poll(Duration::from_millis(1001)),
+            "busy_poll",
+        ),
     ];
     for (config, field) in cases {
         match Reactor::<()>::new(config) {

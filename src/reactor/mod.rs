@@ -16,7 +16,7 @@ mod driver;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::checkout::Checkout;
 use crate::config::Config;
@@ -43,6 +43,8 @@ pub struct Reactor<C> {
     driver: Driver<C>,
     /// [`Config::max_events_per_tick`].
     max_events: usize,
+    /// [`Config::busy_poll`].
+    busy_poll: Duration,
     /// The last tick took as many readiness events as it may: more may be
     /// waiting in the kernel, so the next tick must not block.
     more_ready: bool,
@@ -74,6 +76,7 @@ impl<C> Reactor<C> {
             poll,
             mio_events: mio::Events::with_capacity(config.max_events_per_tick),
             max_events: config.max_events_per_tick,
+            busy_poll: config.busy_poll,
             more_ready: false,
             driver: Driver {
                 pool: Pool::new(limits),
@@ -479,6 +482,11 @@ impl<C> Reactor<C> {
     /// With no request pending and no connection lent, nothing can happen:
     /// a `None` timeout then waits for ever, as `mio::Poll::poll` does.
     ///
+    /// With [`Config::busy_poll`] set, it first looks without waiting, tick
+    /// after tick, for up to that long (never past `timeout`), and sleeps in
+    /// the kernel only if nothing came: an event that arrives within the
+    /// spin is taken without a wake-up, for the CPU the spin burns.
+    ///
     /// # Errors
     ///
     /// [`Error::Io`] if waiting on the poller fails (not for `EINTR`, which
@@ -497,6 +505,14 @@ impl<C> Reactor<C> {
         // A timeout too long to represent as an instant means no limit.
         let until = timeout.and_then(|t| driver::read_clock().checked_add(t));
         let mut wait = timeout;
+        if !self.busy_poll.is_zero() {
+            if self.spin(events, before, until)? {
+                return Ok(());
+            }
+            if let Some(u) = until {
+                wait = Some(u.saturating_duration_since(driver::read_clock()));
+            }
+        }
         loop {
             self.tick(events, wait)?;
             if events.len() > before {
@@ -509,6 +525,33 @@ impl<C> Reactor<C> {
                 }
                 wait = Some(left);
             }
+        }
+    }
+
+    /// [`Config::busy_poll`]: zero-timeout ticks until an event comes, the
+    /// spin's budget is spent or `until` passes. True when `poll` is done:
+    /// an event came, or its timeout passed.
+    fn spin(
+        &mut self,
+        events: &mut Events<C>,
+        before: usize,
+        until: Option<Instant>,
+    ) -> Result<bool, Error> {
+        let start = driver::read_clock();
+        let budget_end = start.checked_add(self.busy_poll).unwrap_or(start);
+        loop {
+            self.tick(events, Some(Duration::ZERO))?;
+            if events.len() > before {
+                return Ok(true);
+            }
+            let now = driver::read_clock();
+            if until.is_some_and(|u| now >= u) {
+                return Ok(true);
+            }
+            if now >= budget_end {
+                return Ok(false);
+            }
+            std::hint::spin_loop();
         }
     }
 
