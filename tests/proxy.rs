@@ -253,6 +253,21 @@ fn many_requests_on_one_client_connection_reuse_one_upstream_connection() {
 }
 
 #[test]
+fn a_busy_polling_proxy_relays_and_reuses_like_a_sleeping_one() {
+    let Some(nginx) = nginx(1_000_000, "60s") else {
+        return;
+    };
+    let proxy = proxy(nginx.addr, |c| c.busy_poll = Duration::from_micros(50));
+    let mut c = client(&proxy);
+    for n in 0..200 {
+        let r = c.get("/").unwrap();
+        assert_eq!((r.status, r.body_str()), (200, "hello\n"), "request {n}");
+    }
+    let t = wait_totals(&proxy, "200 requests counted", |t| t.requests == 200);
+    assert_eq!(t.upstream_connects, 1, "{t:?}");
+}
+
+#[test]
 fn pipelined_requests_are_answered_in_order() {
     let Some(nginx) = nginx(1_000_000, "60s") else {
         return;

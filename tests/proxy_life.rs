@@ -651,3 +651,14 @@ fn an_upstream_on_a_unix_socket_is_pooled_like_tcp() {
     // One upstream connection for five requests: the client and it.
     assert_eq!(proxy.fds(), baseline + 2);
 }
+
+#[test]
+fn the_command_line_takes_a_busy_poll_and_refuses_one_past_a_second() {
+    let args = |v: &str| ["--busy-poll".to_owned(), v.to_owned()];
+    let (config, _) = cli::parse(&args("50")).unwrap();
+    assert_eq!(config.busy_poll, Duration::from_micros(50));
+    let (config, _) = cli::parse(&[]).unwrap();
+    assert_eq!(config.busy_poll, Duration::ZERO, "off unless asked for");
+    let err = cli::parse(&args("1000001")).unwrap_err();
+    assert!(err.contains("--busy-poll"), "{err}");
+}

@@ -236,7 +236,7 @@ fn main() {
 
     let server = HttpServer::start();
     println!("HTTP server: {}\n", server.name());
-    // BENCH_ONLY=hit,names,http,unix,connect,tls,syscalls,idle,wheel,proxy,proxy_soak
+    // BENCH_ONLY=hit,names,http,unix,connect,tls,syscalls,idle,wheel,proxy,proxy_core,proxy_soak
     // picks groups;
     // the `poe` peer (poe.rs) runs within hit, http and connect.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
@@ -275,8 +275,9 @@ fn main() {
     if want("wheel") {
         figures.push(wheel_figure(settings));
     }
-    if want("proxy") {
-        figures.extend(proxybench::figures(settings));
+    if want("proxy") || want("proxy_core") {
+        // `proxy` measures two workers and one; `proxy_core` one alone.
+        figures.extend(proxybench::figures(settings, want("proxy")));
     }
     if want("proxy_soak") {
         proxy_soak_group(settings);

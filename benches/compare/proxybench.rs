@@ -32,10 +32,9 @@ use crate::nginx::{Nginx, Site};
 use crate::peers::{WrkRun, wrk_run};
 use crate::{CAP, Figure, LOCALHOST, Settings, median};
 
-/// The three sides, in measuring order.
-const SIDES: [&str; 3] = ["ours", "nginx", "haproxy"];
-
-pub fn figures(settings: Settings) -> Vec<Figure> {
+/// `two_workers`: also measure with one worker per core (the default); the
+/// one-worker figures are always measured.
+pub fn figures(settings: Settings, two_workers: bool) -> Vec<Figure> {
     let has = |bin: &str, arg: &str| Command::new(bin).arg(arg).output().is_ok();
     let (wrk, haproxy_installed) = (has("wrk", "--version"), has("haproxy", "-v"));
     if crate::nginx::binary().is_none() {
@@ -73,7 +72,7 @@ pub fn figures(settings: Settings) -> Vec<Figure> {
         check_relays("ours", ours.addr());
         check_relays("nginx", nginx_proxy.addr);
         if haproxy_installed {
-            check_relays("haproxy", Peer::haproxy(backend.addr, threads).addr);
+            check_relays("haproxy", Peer::haproxy(backend.addr, threads, false).addr);
         }
         if wrk {
             let run = wrk_run(&format!("http://{}/", ours.addr()), 4, 1.0)
@@ -93,73 +92,135 @@ pub fn figures(settings: Settings) -> Vec<Figure> {
         return Vec::new();
     }
     drop((ours, nginx_proxy));
-    let mut out = measure(settings, &backend, threads, false);
+    let mut out = Vec::new();
+    if two_workers {
+        out.extend(measure(settings, &backend, threads, false));
+    }
     // Per core: one worker each (`--threads 1`, `worker_processes 1`,
     // `nbthread 1`), the figure that decides how many machines a user needs.
     out.extend(measure(settings, &backend, 1, true));
     out
 }
 
+/// How long our busy-polling side spins after its last events (and the
+/// flag a user would pass: `--busy-poll 50`).
+const BUSY_POLL: Duration = Duration::from_micros(50);
+
+/// One proxy under measurement: its name in the report, where wrk sends
+/// requests, and the processes whose CPU time it uses.
+struct Side {
+    name: &'static str,
+    addr: SocketAddr,
+    pids: Vec<u32>,
+}
+
 /// wrk at concurrency 1, 16 and 64 through ours, nginx and HAProxy with
-/// `threads` workers each, interleaved rounds; `per_core` names the figures
-/// `proxy_core_*`.
+/// `threads` workers each, and through ours and HAProxy again with busy
+/// polling on (ours `--busy-poll 50`, HAProxy's `busy-polling`; nginx has
+/// no such setting), all in interleaved rounds; `per_core` names the
+/// figures `proxy_core_*`.
 fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) -> Vec<Figure> {
     let mut config = ProxyConfig::new(SocketAddr::new(LOCALHOST, 0), backend.addr);
     config.threads = threads;
-    let ours = Proxy::start(config).expect("start our proxy");
+    let ours = Proxy::start(config.clone()).expect("start our proxy");
+    config.busy_poll = BUSY_POLL;
+    let ours_busy = Proxy::start(config).expect("start our busy-polling proxy");
     let nginx_proxy = Peer::nginx(backend.addr, threads);
-    let haproxy = Peer::haproxy(backend.addr, threads);
-    let addrs = [ours.addr(), nginx_proxy.addr, haproxy.addr];
+    let haproxy = Peer::haproxy(backend.addr, threads, false);
+    let haproxy_busy = Peer::haproxy(backend.addr, threads, true);
+    // Ours run in this process; its other threads idle meanwhile (the
+    // other proxy of ours included: it sleeps in epoll_wait).
+    let me = vec![std::process::id()];
+    let sides = [
+        Side {
+            name: "ours",
+            addr: ours.addr(),
+            pids: me.clone(),
+        },
+        Side {
+            name: "nginx",
+            addr: nginx_proxy.addr,
+            pids: nginx_proxy.pids(),
+        },
+        Side {
+            name: "haproxy",
+            addr: haproxy.addr,
+            pids: haproxy.pids(),
+        },
+        Side {
+            name: "ours busy-poll",
+            addr: ours_busy.addr(),
+            pids: me,
+        },
+        Side {
+            name: "haproxy busy-polling",
+            addr: haproxy_busy.addr,
+            pids: haproxy_busy.pids(),
+        },
+    ];
+    let ours_totals = |i: usize| match i {
+        0 => ours.totals().upstream_connects,
+        3 => ours_busy.totals().upstream_connects,
+        _ => 0,
+    };
     println!(
-        "proxy: backend nginx on {} (1 worker); proxies with {threads} threads each: ours on {}, \
-         nginx on {}, HAProxy on {}",
-        backend.addr, addrs[0], addrs[1], addrs[2]
+        "proxy: backend nginx on {} (1 worker); proxies with {threads} threads each: {}",
+        backend.addr,
+        sides
+            .iter()
+            .map(|s| format!("{} on {}", s.name, s.addr))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    for (side, addr) in SIDES.iter().zip(addrs) {
-        check_relays(side, addr);
+    for side in &sides {
+        check_relays(side.name, side.addr);
     }
 
     let secs = settings.secs.max(1.0);
     let mut out = Vec::new();
     for conc in [1usize, 16, 64] {
         // Warm each side: its upstream connections, the backend, caches.
-        for addr in addrs {
-            wrk_run(&format!("http://{addr}/"), conc, 1.0);
+        for side in &sides {
+            wrk_run(&format!("http://{}/", side.addr), conc, 1.0);
         }
-        let mut runs: [Vec<WrkRun>; 3] = Default::default();
-        let mut cpu: [Vec<f64>; 3] = Default::default();
-        let mut accepts = [0u64; 3];
-        let mut own_connects = 0u64;
-        let pids = [vec![std::process::id()], nginx_proxy.pids(), haproxy.pids()];
+        let n = sides.len();
+        let mut runs: Vec<Vec<WrkRun>> = vec![Vec::new(); n];
+        let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); n];
+        let mut accepts = vec![0u64; n];
+        let mut own_connects = vec![0u64; n];
         for _ in 0..settings.rounds.max(5) {
-            for (i, addr) in addrs.iter().enumerate() {
+            for (i, side) in sides.iter().enumerate() {
                 let before = backend_accepts(backend.addr);
-                let ours_before = ours.totals().upstream_connects;
-                let ticks = cpu_ticks(&pids[i]);
-                let run = wrk_run(&format!("http://{addr}/"), conc, secs)
-                    .unwrap_or_else(|| panic!("wrk through {} at c{conc} failed", SIDES[i]));
-                let used = cpu_ticks(&pids[i]) - ticks;
+                let ours_before = ours_totals(i);
+                let ticks = cpu_ticks(&side.pids);
+                let run = wrk_run(&format!("http://{}/", side.addr), conc, secs)
+                    .unwrap_or_else(|| panic!("wrk through {} at c{conc} failed", side.name));
+                let used = cpu_ticks(&side.pids) - ticks;
                 cpu[i].push(used as f64 * 1e6 / clock_ticks() / run.requests.max(1) as f64);
                 // The status request after the round is an accept of its own.
                 accepts[i] += backend_accepts(backend.addr).saturating_sub(before + 1);
-                if i == 0 {
-                    own_connects += ours.totals().upstream_connects - ours_before;
-                }
+                own_connects[i] += ours_totals(i) - ours_before;
                 if run.errors > 0 {
                     println!(
                         "proxy: {} at c{conc}: {} errors in wrk's report",
-                        SIDES[i], run.errors
+                        side.name, run.errors
                     );
                 }
                 runs[i].push(run);
             }
         }
         let med = |i: usize, f: fn(&WrkRun) -> f64| median(runs[i].iter().map(f).collect());
-        let rps: Vec<f64> = (0..3).map(|i| med(i, |r| r.rps)).collect();
-        let p50: Vec<f64> = (0..3).map(|i| med(i, |r| r.p50_us)).collect();
-        let p99: Vec<f64> = (0..3).map(|i| med(i, |r| r.p99_us)).collect();
+        let rps: Vec<f64> = (0..n).map(|i| med(i, |r| r.rps)).collect();
+        let p50: Vec<f64> = (0..n).map(|i| med(i, |r| r.p50_us)).collect();
+        let p99: Vec<f64> = (0..n).map(|i| med(i, |r| r.p99_us)).collect();
         let cpu_us: Vec<f64> = cpu.iter().map(|c| median(c.clone())).collect();
-        for (i, side) in SIDES.iter().enumerate() {
+        let per_10k: Vec<f64> = (0..n)
+            .map(|i| {
+                let requests: u64 = runs[i].iter().map(|r| r.requests).sum();
+                accepts[i] as f64 * 10_000.0 / requests.max(1) as f64
+            })
+            .collect();
+        for (i, side) in sides.iter().enumerate() {
             let rounds: Vec<String> = runs[i]
                 .iter()
                 .zip(&cpu[i])
@@ -171,81 +232,99 @@ fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) 
                 })
                 .collect();
             println!(
-                "proxy c{conc} rounds, {side}: req/s (p50/p99): {}",
+                "proxy c{conc} rounds, {}: req/s (p50/p99): {}",
+                side.name,
                 rounds.join(", ")
             );
         }
-        let per_10k: Vec<f64> = (0..3)
-            .map(|i| {
-                let requests: u64 = runs[i].iter().map(|r| r.requests).sum();
-                accepts[i] as f64 * 10_000.0 / requests.max(1) as f64
+        let summary: Vec<String> = sides
+            .iter()
+            .enumerate()
+            .map(|(i, side)| {
+                let own = if matches!(i, 0 | 3) {
+                    let requests: u64 = runs[i].iter().map(|r| r.requests).sum();
+                    format!(
+                        " (own count {:.2})",
+                        own_connects[i] as f64 * 10_000.0 / requests.max(1) as f64
+                    )
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{} {:.0} req/s, p50/p99 {:.0}/{:.0} µs, {:.1} µs CPU/req, {:.2}{own} upstream \
+                     connections per 10 000 requests",
+                    side.name, rps[i], p50[i], p99[i], cpu_us[i], per_10k[i]
+                )
             })
             .collect();
-        let ours_requests: u64 = runs[0].iter().map(|r| r.requests).sum();
-        let own_per_10k = own_connects as f64 * 10_000.0 / ours_requests.max(1) as f64;
-        println!(
-            "proxy c{conc} ({threads} threads): req/s ours {:.0}, nginx {:.0}, haproxy {:.0}; p50/p99 µs ours {:.0}/{:.0}, \
-             nginx {:.0}/{:.0}, haproxy {:.0}/{:.0}; upstream connections per 10 000 requests: \
-             ours {:.2} (own count {own_per_10k:.2}), nginx {:.2}, haproxy {:.2}; \
-             CPU µs per request: ours {:.1}, nginx {:.1}, haproxy {:.1}",
-            rps[0],
-            rps[1],
-            rps[2],
-            p50[0],
-            p99[0],
-            p50[1],
-            p99[1],
-            p50[2],
-            p99[2],
-            per_10k[0],
-            per_10k[1],
-            per_10k[2],
-            cpu_us[0],
-            cpu_us[1],
-            cpu_us[2]
-        );
+        println!("proxy c{conc} ({threads} threads): {}", summary.join("; "));
+        out.extend(figures_for(
+            per_core, conc, &rps, &p50, &p99, &cpu_us, &per_10k,
+        ));
+    }
+    drop((ours, ours_busy));
+    out
+}
+
+/// The figures of one concurrency: ours beside nginx and HAProxy at their
+/// defaults, then ours busy-polling beside HAProxy busy-polling (and
+/// nginx, which cannot). Indices as in [`measure`]'s sides.
+fn figures_for(
+    per_core: bool,
+    conc: usize,
+    rps: &[f64],
+    p50: &[f64],
+    p99: &[f64],
+    cpu_us: &[f64],
+    per_10k: &[f64],
+) -> Vec<Figure> {
+    let prefix = if per_core { "proxy_core" } else { "proxy" };
+    // Figure names are `&'static str`; a few leaked names per run.
+    let name = |what: String| -> &'static str { what.leak() };
+    let mut out = Vec::new();
+    for (ours, haproxy, tag) in [(0, 2, ""), (3, 4, "_busy")] {
         let note = format!(
-            "p50 µs: ours {:.0}, nginx {:.0}, haproxy {:.0}; p99 µs: ours {:.0}, nginx {:.0}, haproxy {:.0}; \
-             upstream connections per 10 000 requests: ours {:.2}, nginx {:.2}, haproxy {:.2}",
-            p50[0], p50[1], p50[2], p99[0], p99[1], p99[2], per_10k[0], per_10k[1], per_10k[2]
+            "p50 µs: ours {:.0}, nginx {:.0}, haproxy {:.0}; upstream connections per 10 000 \
+             requests: ours {:.2}, nginx {:.2}, haproxy {:.2}",
+            p50[ours], p50[1], p50[haproxy], per_10k[ours], per_10k[1], per_10k[haproxy]
         );
-        let (rps_name, p99_name) = match (per_core, conc) {
-            (false, 1) => ("proxy_c1", Some("proxy_p99_c1")),
-            (false, 16) => ("proxy_c16", None),
-            (false, _) => ("proxy_c64", Some("proxy_p99_c64")),
-            (true, 1) => ("proxy_core_c1", Some("proxy_core_p99_c1")),
-            (true, 16) => ("proxy_core_c16", Some("proxy_core_p99_c16")),
-            (true, _) => ("proxy_core_c64", Some("proxy_core_p99_c64")),
-        };
         out.push(
-            Figure::new(rps_name, "req/s", true, rps[0])
-                .peer("nginx", rps[1])
-                .peer("haproxy", rps[2])
-                .note(note),
+            Figure::new(
+                name(format!("{prefix}{tag}_c{conc}")),
+                "req/s",
+                true,
+                rps[ours],
+            )
+            .peer("nginx", rps[1])
+            .peer("haproxy", rps[haproxy])
+            .note(note),
         );
-        if let Some(name) = p99_name {
+        // p99 at 16 is in every per-core set; the two-worker set keeps
+        // the figures it always had (c1 and c64).
+        if per_core || conc != 16 {
             out.push(
-                Figure::new(name, "µs", false, p99[0])
-                    .peer("nginx", p99[1])
-                    .peer("haproxy", p99[2]),
+                Figure::new(
+                    name(format!("{prefix}{tag}_p99_c{conc}")),
+                    "µs",
+                    false,
+                    p99[ours],
+                )
+                .peer("nginx", p99[1])
+                .peer("haproxy", p99[haproxy]),
             );
         }
-        let cpu_name = match (per_core, conc) {
-            (false, 1) => "proxy_cpu_c1",
-            (false, 16) => "proxy_cpu_c16",
-            (false, _) => "proxy_cpu_c64",
-            (true, 1) => "proxy_core_cpu_c1",
-            (true, 16) => "proxy_core_cpu_c16",
-            (true, _) => "proxy_core_cpu_c64",
-        };
         out.push(
-            Figure::new(cpu_name, "µs CPU/req", false, cpu_us[0])
-                .peer("nginx", cpu_us[1])
-                .peer("haproxy", cpu_us[2])
-                .note("CPU time of the proxy's processes per request, user + system"),
+            Figure::new(
+                name(format!("{prefix}{tag}_cpu_c{conc}")),
+                "µs CPU/req",
+                false,
+                cpu_us[ours],
+            )
+            .peer("nginx", cpu_us[1])
+            .peer("haproxy", cpu_us[haproxy])
+            .note("CPU time of the proxy's processes per request, user + system"),
         );
     }
-    drop(ours);
     out
 }
 
@@ -341,12 +420,14 @@ impl Peer {
         Peer::ready(addr, child, dir, "nginx", "error.log")
     }
 
-    fn haproxy(backend: SocketAddr, threads: usize) -> Peer {
+    /// HAProxy with `threads` threads; `busy`: with `busy-polling`.
+    fn haproxy(backend: SocketAddr, threads: usize, busy: bool) -> Peer {
         let (addr, dir) = Peer::prepare("haproxy");
+        let busy = if busy { "  busy-polling\n" } else { "" };
         // maxconn bounds the descriptors HAProxy asks for: it refuses to
         // start if the limit cannot be raised to what it computes.
         let conf = format!(
-            "global\n  nbthread {threads}\n  maxconn 4096\n\n\
+            "global\n  nbthread {threads}\n  maxconn 4096\n{busy}\n\
              defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  \
              timeout server 60s\n  http-reuse always\n\n\
              frontend front\n  bind {addr}\n  default_backend back\n\n\

@@ -123,6 +123,12 @@ pub fn parse(args: &[String]) -> std::result::Result<(Config, bool), String> {
             "--upstream-timeout" => config.upstream_timeout = millis(value)?,
             "--upstream-keep-alive" => config.upstream_keep_alive = millis(value)?,
             "--drain-timeout" => config.drain_timeout = millis(value)?,
+            "--busy-poll" => {
+                config.busy_poll = Duration::from_micros(number(value)?);
+                if config.busy_poll > Duration::from_secs(1) {
+                    return Err("--busy-poll must be at most 1000000 (one second)".into());
+                }
+            }
             _ => return Err(format!("unknown argument {flag:?}")),
         }
     }
@@ -133,6 +139,7 @@ pub fn usage(problem: &str) -> String {
     format!(
         "{problem}\nusage: proxy [--listen ADDR] [--upstream HOST:PORT] [--threads N] \
          [--max-clients N] [--header-timeout MS] [--client-timeout MS] [--connect-timeout MS] \
-         [--upstream-timeout MS] [--upstream-keep-alive MS] [--drain-timeout MS]"
+         [--upstream-timeout MS] [--upstream-keep-alive MS] [--drain-timeout MS] \
+         [--busy-poll MICROSECONDS]"
     )
 }

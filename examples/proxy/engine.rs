@@ -141,6 +141,10 @@ pub struct Config {
     pub max_upstream: usize,
     /// Bytes buffered per client per direction.
     pub buffer: usize,
+    /// How long a worker polls without sleeping after its last events
+    /// ([`keepalive::Config::busy_poll`]): lower latency at low load for
+    /// up to a core of CPU per worker. Zero (the default): off.
+    pub busy_poll: Duration,
     /// SIGTERM and SIGINT drain the proxy, SIGHUP is ignored: each worker
     /// registers them as a source of its reactor. Off by default: a
     /// library user (a test, say) keeps its process's own handlers.
@@ -164,6 +168,7 @@ impl Config {
             upstream_keep_alive: Duration::from_secs(30),
             max_upstream: 512,
             buffer: 16 * 1024,
+            busy_poll: Duration::ZERO,
             signals: false,
             on_thread_start: None,
         }
@@ -879,7 +884,8 @@ impl Worker {
             .with_max_per_host(config.max_upstream.min(sockets))
             .with_max_open(sockets)
             .with_keep_alive(config.upstream_keep_alive)
-            .with_timeout(config.connect_timeout);
+            .with_timeout(config.connect_timeout)
+            .with_busy_poll(config.busy_poll);
         let mut reactor = Reactor::new(pool).map_err(io::Error::other)?;
         let mut listener = TcpListener::from_std(listener);
         let mut wake = UnixStream::from_std(wake);
