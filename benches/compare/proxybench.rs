@@ -114,6 +114,21 @@ struct Side {
     pids: Vec<u32>,
 }
 
+/// HAProxy with `busy-polling` spins a whole core even with nothing to do,
+/// so it runs only for its own rounds: started, warmed for a second at the
+/// round's concurrency, measured, stopped.
+fn busy_haproxy(backend: SocketAddr, threads: usize, conc: usize) -> (Peer, Side) {
+    let peer = Peer::haproxy(backend, threads, true);
+    check_relays("haproxy busy-polling", peer.addr);
+    wrk_run(&format!("http://{}/", peer.addr), conc, 1.0);
+    let side = Side {
+        name: "haproxy busy-polling",
+        addr: peer.addr,
+        pids: peer.pids(),
+    };
+    (peer, side)
+}
+
 /// wrk at concurrency 1, 16 and 64 through ours, nginx and HAProxy with
 /// `threads` workers each, and through ours and HAProxy again with busy
 /// polling on (ours `--busy-poll 50`, HAProxy's `busy-polling`; nginx has
@@ -127,7 +142,6 @@ fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) 
     let ours_busy = Proxy::start(config).expect("start our busy-polling proxy");
     let nginx_proxy = Peer::nginx(backend.addr, threads);
     let haproxy = Peer::haproxy(backend.addr, threads, false);
-    let haproxy_busy = Peer::haproxy(backend.addr, threads, true);
     // Ours run in this process; its other threads idle meanwhile (the
     // other proxy of ours included: it sleeps in epoll_wait).
     let me = vec![std::process::id()];
@@ -152,12 +166,9 @@ fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) 
             addr: ours_busy.addr(),
             pids: me,
         },
-        Side {
-            name: "haproxy busy-polling",
-            addr: haproxy_busy.addr,
-            pids: haproxy_busy.pids(),
-        },
     ];
+    // Measured after these, in each round; see `busy_haproxy`.
+    let busy_haproxy_at = sides.len();
     let ours_totals = |i: usize| match i {
         0 => ours.totals().upstream_connects,
         3 => ours_busy.totals().upstream_connects,
@@ -183,13 +194,18 @@ fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) 
         for side in &sides {
             wrk_run(&format!("http://{}/", side.addr), conc, 1.0);
         }
-        let n = sides.len();
+        let n = sides.len() + 1;
+        let mut names: Vec<&str> = sides.iter().map(|s| s.name).collect();
+        names.push("haproxy busy-polling");
         let mut runs: Vec<Vec<WrkRun>> = vec![Vec::new(); n];
         let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); n];
         let mut accepts = vec![0u64; n];
         let mut own_connects = vec![0u64; n];
         for _ in 0..settings.rounds.max(5) {
-            for (i, side) in sides.iter().enumerate() {
+            for i in 0..n {
+                let started =
+                    (i == busy_haproxy_at).then(|| busy_haproxy(backend.addr, threads, conc));
+                let side = started.as_ref().map_or(&sides[i], |(_, side)| side);
                 let before = backend_accepts(backend.addr);
                 let ours_before = ours_totals(i);
                 let ticks = cpu_ticks(&side.pids);
@@ -220,7 +236,7 @@ fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) 
                 accepts[i] as f64 * 10_000.0 / requests.max(1) as f64
             })
             .collect();
-        for (i, side) in sides.iter().enumerate() {
+        for (i, name) in names.iter().enumerate() {
             let rounds: Vec<String> = runs[i]
                 .iter()
                 .zip(&cpu[i])
@@ -232,15 +248,14 @@ fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) 
                 })
                 .collect();
             println!(
-                "proxy c{conc} rounds, {}: req/s (p50/p99): {}",
-                side.name,
+                "proxy c{conc} rounds, {name}: req/s (p50/p99): {}",
                 rounds.join(", ")
             );
         }
-        let summary: Vec<String> = sides
+        let summary: Vec<String> = names
             .iter()
             .enumerate()
-            .map(|(i, side)| {
+            .map(|(i, name)| {
                 let own = if matches!(i, 0 | 3) {
                     let requests: u64 = runs[i].iter().map(|r| r.requests).sum();
                     format!(
@@ -253,7 +268,7 @@ fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) 
                 format!(
                     "{} {:.0} req/s, p50/p99 {:.0}/{:.0} µs, {:.1} µs CPU/req, {:.2}{own} upstream \
                      connections per 10 000 requests",
-                    side.name, rps[i], p50[i], p99[i], cpu_us[i], per_10k[i]
+                    name, rps[i], p50[i], p99[i], cpu_us[i], per_10k[i]
                 )
             })
             .collect();
