@@ -178,6 +178,7 @@ mod config;
 mod conn;
 mod error;
 mod event;
+pub mod guides;
 mod index;
 mod lifecycle;
 mod net;
