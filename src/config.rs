@@ -105,7 +105,8 @@ pub struct Config {
     pub lifecycle_events: bool,
     /// The resolver configuration file for requests [by
     /// name](crate::Request::host): name servers, search list, `ndots`,
-    /// `timeout`, `attempts`, `rotate` (see the README's "Host names").
+    /// `timeout`, `attempts`, `rotate` (see the
+    /// [host-names guide](crate::guides::host_names)).
     /// Read by [`Reactor::new`](crate::Reactor::new), and again when it
     /// changes (checked by its modification time, size and inode at most
     /// once a second, on a lookup; a file that cannot be read then keeps

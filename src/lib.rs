@@ -13,6 +13,25 @@
 //! [`poll`](Reactor::poll) or [`poll_events`](Reactor::poll_events), which
 //! you call from your own loop.
 //!
+//! # Guides
+//!
+//! These docs give the shape; the [`guides`] give the depth, one topic a
+//! page, every example in them compiled and run as a doc test:
+//!
+//! - [Embedding](guides::embedding): the tick contract, a checkout without
+//!   a poll, the warm pool, the reactor as your whole loop, threads, tokio,
+//!   calloop and `poll(2)`.
+//! - [Writing a proxy](guides::proxy): the example proxy and what it
+//!   guarantees against misbehaving clients.
+//! - [Host names](guides::host_names), [TLS](guides::tls) and
+//!   [Unix-domain sockets](guides::unix_sockets).
+//! - [Configuration, policies and observability](guides::policies).
+//! - [Guarantees, costs and reliability](guides::guarantees): what always
+//!   holds, what it costs, and the fault suites that show it.
+//! - [Performance](guides::performance): the benchmarks and every figure.
+//! - [Migrating from POE::Component::Client::Keepalive](guides::migrating_from_poe).
+//! - [How it is built, and its dependencies](guides::architecture).
+//!
 //! # Example
 //!
 //! ```
@@ -82,7 +101,8 @@
 //!    pool, freeing or dropping a connection makes it zero.
 //!
 //! A program without its own loop calls [`poll`](Reactor::poll), which does
-//! 1 and 2 itself.
+//! 1 and 2 itself. The [embedding guide](guides::embedding) shows it nested
+//! in a second `mio::Poll`, in tokio, and in `poll(2)`-style loops.
 //!
 //! A program can also make the reactor its whole loop: register its own
 //! sources ([`register`](Reactor::register), under its own tokens) and set
@@ -172,12 +192,16 @@
 //!   its timeout.
 //! - Schemes compare without regard to case: `HTTPS` is TLS.
 //! - Misuse returns an [`Error`], never panics, and hands back what it took.
+//!
+//! The whole list, what each operation costs, and the fault suites that
+//! hold the pool to it are in the [guarantees guide](guides::guarantees).
 
 mod checkout;
 mod config;
 mod conn;
 mod error;
 mod event;
+pub mod guides;
 mod index;
 mod lifecycle;
 mod net;
@@ -215,7 +239,8 @@ pub mod internals {
     pub use crate::wheel::{TimerKey, Wheel};
 }
 
-// The README's examples are compiled as doc tests, so they cannot rot.
+// The README's examples are compiled as doc tests, so they cannot rot (the
+// guides' are, through the `guides` module).
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -332,7 +332,8 @@ impl<C> Request<C> {
     /// ```
     ///
     /// The reactor resolves the name when it must open a connection (the
-    /// hosts file, then its cache, then DNS; see the README's "Host names"),
+    /// hosts file, then its cache, then DNS; see the
+    /// [host-names guide](crate::guides::host_names)),
     /// inside the request's timeout, and connects to its addresses with
     /// Happy Eyeballs. A pooled connection for the name is reused without
     /// a lookup. The pool key is the name in lower case (names compare

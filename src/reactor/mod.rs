@@ -60,7 +60,7 @@ impl<C> Reactor<C> {
     /// Reads the resolver's files ([`Config::resolv_conf`] and
     /// [`Config::hosts_file`]) here: a missing file means its defaults.
     /// A file that changes later is read again at the next lookup, at
-    /// most once a second (see the README's "Host names").
+    /// most once a second (see the [host-names guide](crate::guides::host_names#files-that-change)).
     ///
     /// # Errors
     ///
@@ -169,7 +169,7 @@ impl<C> Reactor<C> {
     ///   tick. A delivered hit is vouched for by the `epoll_wait` of the
     ///   tick that delivers it; this one by the tick before. The caller's
     ///   first write or read tells, as it would for a close that races any
-    ///   delivery (see the README's Guarantees).
+    ///   delivery (see [what cannot be](crate::guides::guarantees#what-cannot-be)).
     /// - **Within its keep-alive and lifetime by the clock.** The clock is
     ///   read once when there is a candidate, and one past its keep-alive
     ///   or `max_lifetime` is closed (with its close reason) and the next
