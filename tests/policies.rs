@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use keepalive::{
@@ -80,6 +80,36 @@ fn lifecycle_events_and_checkout_metadata_follow_a_connection() {
     assert_eq!(counters.connected, 1);
     assert_eq!(counters.immediate, 1);
     assert_eq!(counters.closes(CloseReason::KeepAliveExpired), 1);
+}
+
+#[test]
+fn what_a_free_did_is_reported_by_the_next_poll_without_a_wait() {
+    // A free that parks one connection and closes another (its last use)
+    // queues lifecycle changes between ticks: the next poll reports them at
+    // once, not after its timeout or the next readiness.
+    let server = Server::start();
+    let mut ka: Reactor<u32> = reactor(observed().with_max_uses(2));
+    let mut events = Events::new();
+    let a = connect(&mut ka, &mut events, request(server.port(), 1));
+    ka.free(a).unwrap();
+    let long = Duration::from_secs(30);
+    let start = Instant::now();
+    ka.poll(&mut events, Some(long)).unwrap();
+    let parked: Vec<Change> = lifecycle(&mut events)
+        .into_iter()
+        .map(|l| l.change)
+        .collect();
+    assert_eq!(parked, [Change::Parked]);
+    let a = connect(&mut ka, &mut events, request(server.port(), 2));
+    events.drain().for_each(drop);
+    ka.free(a).unwrap();
+    ka.poll(&mut events, Some(long)).unwrap();
+    let closed: Vec<Change> = lifecycle(&mut events)
+        .into_iter()
+        .map(|l| l.change)
+        .collect();
+    assert_eq!(closed, [Change::Closed(CloseReason::Uses)]);
+    assert!(start.elapsed() < long, "a poll waited out its timeout");
 }
 
 #[test]

@@ -885,6 +885,13 @@ impl<C> Pool<C> {
         !self.ready.is_empty()
     }
 
+    /// Whether the caller has something to be told without a wait: an
+    /// outcome, or a lifecycle change (a `free` that closed or parked a
+    /// connection queues one between ticks).
+    pub(crate) fn has_news(&self) -> bool {
+        !self.ready.is_empty() || !self.lifecycle.is_empty()
+    }
+
     /// The next deadline, or a lower bound of it; `None` if there is none.
     pub(crate) fn poll_timeout(&self) -> Option<Millis> {
         self.wheel.next_deadline()

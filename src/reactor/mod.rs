@@ -495,8 +495,12 @@ impl<C> Reactor<C> {
         let before = events.len();
         // Something is ready without waiting (the hit path: an outcome is
         // decided): one tick that does not wait, and no clock read for the
-        // timeout it will not need.
-        if self.must_not_wait() {
+        // timeout it will not need. Returned or unstamped connections alone
+        // are not news: the waiting tick takes them back and stamps them
+        // before it sleeps, and a zero tick for them would be an
+        // `epoll_wait` that finds nothing (a proxy's free, then its next
+        // client, paid it on one request in eleven).
+        if self.more_ready || self.driver.pool.has_news() {
             self.tick(events, Some(Duration::ZERO))?;
             if events.len() > before {
                 return Ok(());
@@ -678,8 +682,7 @@ impl<C> Reactor<C> {
             driver.take_returned(now, &mut decided);
             driver.run_commands_between_ticks(self.poll.registry(), decided.at());
         }
-        let wait = if self.more_ready || driver.pool.has_outcomes() || wait == Some(Duration::ZERO)
-        {
+        let wait = if self.more_ready || driver.pool.has_news() || wait == Some(Duration::ZERO) {
             Some(Duration::ZERO)
         } else {
             // Idle connections must have their expiry on the wheel before
