@@ -7,7 +7,7 @@
 //!
 //! | guide | what it covers |
 //! | --- | --- |
-//! | [`embedding`] | the tick contract, a checkout without a poll, the warm pool, the reactor as your whole loop, threads, tokio, calloop, `poll(2)` |
+//! | [`embedding`] | the tick contract, a checkout without a poll, the warm pool, busy polling, the reactor as your whole loop, threads, tokio, calloop, `poll(2)` |
 //! | [`proxy`] | writing a proxy on the reactor: the example proxy, its options, what it guarantees against misbehaving clients, the soak |
 //! | [`host_names`] | requests by name: the resolver, its cache, refresh while in use, Happy Eyeballs, the files it reads |
 //! | [`tls`] | rustls inside the connect phase, trust, post-quantum key exchange, idle TLS connections |
