@@ -205,7 +205,10 @@ fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) 
             for i in 0..n {
                 let started =
                     (i == busy_haproxy_at).then(|| busy_haproxy(backend.addr, threads, conc));
-                let side = started.as_ref().map_or(&sides[i], |(_, side)| side);
+                let side = match &started {
+                    Some((_, side)) => side,
+                    None => &sides[i],
+                };
                 let before = backend_accepts(backend.addr);
                 let ours_before = ours_totals(i);
                 let ticks = cpu_ticks(&side.pids);
