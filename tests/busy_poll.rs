@@ -54,8 +54,8 @@ fn a_remote_close_of_an_idle_connection_is_seen_while_spinning() {
 fn a_deadline_fires_within_the_spin() {
     let mut ka = reactor::<()>(Config::default().with_busy_poll(LONG_SPIN));
     let mut events = Events::new();
-    ka.set_timer(Duration::from_millis(5), 7).unwrap();
     let start = Instant::now();
+    ka.set_timer(Duration::from_millis(5), 7).unwrap();
     ka.poll(&mut events, None).unwrap();
     let fired: Vec<u64> = events
         .drain()
@@ -93,8 +93,8 @@ fn after_a_short_spin_the_reactor_sleeps_until_the_deadline() {
     // the 30 ms timer, which still fires.
     let mut ka = reactor::<()>(Config::default().with_busy_poll(Duration::from_millis(1)));
     let mut events = Events::new();
+    let start = Instant::now(); // before the timer: it counts from its call
     ka.set_timer(Duration::from_millis(30), 9).unwrap();
-    let start = Instant::now();
     ka.poll(&mut events, None).unwrap();
     assert!(start.elapsed() >= Duration::from_millis(30));
     assert!(matches!(events.drain().next(), Some(Event::Timer(t)) if t.value == 9));
