@@ -1,22 +1,25 @@
 //! The `proxy` group: wrk → a reverse proxy → one nginx backend, for three
 //! proxies with the same number of threads (one per core):
 //!
-//! - ours: the `proxy` example's engine (`examples/proxy/engine.rs`),
-//!   in-process, one reactor per thread on `SO_REUSEPORT` listeners;
+//! - ours: the `proxy` example's command line (`examples/proxy/`), run as a
+//!   child process like the others (this benchmark's binary started with
+//!   `--as-proxy`), one reactor per thread on `SO_REUSEPORT` listeners;
 //! - nginx as a proxy: `proxy_pass` to an `upstream` with `keepalive 64`,
 //!   `proxy_http_version 1.1`, `proxy_set_header Connection ""`, as many
 //!   workers (`reuseport` listeners);
 //! - HAProxy with `http-reuse always` and as many threads (`nbthread`).
 //!
-//! At concurrency 1, 16 and 64, the three are measured in interleaved
-//! rounds (ours, nginx, HAProxy, ours, …) of `BENCH_SECS` each, five of
-//! them (the machine is shared and its load comes in bursts), and the
-//! median round is reported: requests/s, p50 and p99 from wrk's `--latency`
-//! report, and the CPU time each proxy's processes used per request (from
-//! `/proc/<pid>/stat`; ours runs in this process, whose other threads idle
-//! meanwhile), which the machine's other load disturbs much less. Upstream connections opened per 10 000 requests come from the
-//! backend's `stub_status` accept counter, for every proxy alike (ours also
-//! counts its own `from_cache() == None` outcomes).
+//! Ours with `--busy-poll 50` and HAProxy with `busy-polling` are measured
+//! beside them (see [`measure`]).
+//!
+//! At concurrency 1, 16 and 64, they are measured in interleaved rounds
+//! (ours, nginx, HAProxy, …) of `BENCH_SECS` each, five of them (the
+//! machine is shared and its load comes in bursts), and the median round is
+//! reported: requests/s, p50 and p99 from wrk's `--latency` report, and the
+//! CPU time each proxy's processes used per request (from
+//! `/proc/<pid>/stat`), which the machine's other load disturbs much less.
+//! Upstream connections opened per 10 000 requests come from the backend's
+//! `stub_status` accept counter, for every proxy alike.
 //!
 //! Configurations are in this file; every process listens on 127.0.0.1 on a
 //! free port, runs from a temporary directory and is stopped by pid.
@@ -30,6 +33,7 @@ use std::time::{Duration, Instant};
 use crate::engine::{Config as ProxyConfig, Proxy};
 use crate::nginx::{Nginx, Site};
 use crate::peers::{WrkRun, wrk_run};
+use crate::proxy_process::ProxyProcess;
 use crate::{CAP, Figure, LOCALHOST, Settings, median};
 
 /// `two_workers`: also measure with one worker per core (the default); the
@@ -129,27 +133,39 @@ fn busy_haproxy(backend: SocketAddr, threads: usize, conc: usize) -> (Peer, Side
     (peer, side)
 }
 
+/// Our proxy as a user runs it: its command line in a child process (this
+/// binary with `--as-proxy`), `threads` workers, `busy` busy polling;
+/// stopped by pid when dropped.
+fn ours_process(backend: SocketAddr, threads: usize, busy: Duration) -> ProxyProcess {
+    let this = std::env::current_exe().expect("the benchmark's own path");
+    let command = |args: &[String]| {
+        let mut command = Command::new(&this);
+        command.arg("--as-proxy").args(args);
+        command
+    };
+    let (threads, micros) = (threads.to_string(), busy.as_micros().to_string());
+    ProxyProcess::spawn(
+        command,
+        &backend.to_string(),
+        &["--threads", &threads, "--busy-poll", &micros],
+    )
+}
+
 /// wrk at concurrency 1, 16 and 64 through ours, nginx and HAProxy with
 /// `threads` workers each, and through ours and HAProxy again with busy
 /// polling on (ours `--busy-poll 50`, HAProxy's `busy-polling`; nginx has
 /// no such setting), all in interleaved rounds; `per_core` names the
 /// figures `proxy_core_*`.
 fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) -> Vec<Figure> {
-    let mut config = ProxyConfig::new(SocketAddr::new(LOCALHOST, 0), backend.addr);
-    config.threads = threads;
-    let ours = Proxy::start(config.clone()).expect("start our proxy");
-    config.busy_poll = BUSY_POLL;
-    let ours_busy = Proxy::start(config).expect("start our busy-polling proxy");
+    let ours = ours_process(backend.addr, threads, Duration::ZERO);
+    let ours_busy = ours_process(backend.addr, threads, BUSY_POLL);
     let nginx_proxy = Peer::nginx(backend.addr, threads);
     let haproxy = Peer::haproxy(backend.addr, threads, false);
-    // Ours run in this process; its other threads idle meanwhile (the
-    // other proxy of ours included: it sleeps in epoll_wait).
-    let me = vec![std::process::id()];
     let sides = [
         Side {
             name: "ours",
-            addr: ours.addr(),
-            pids: me.clone(),
+            addr: ours.addr,
+            pids: vec![ours.pid],
         },
         Side {
             name: "nginx",
@@ -163,17 +179,12 @@ fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) 
         },
         Side {
             name: "ours busy-poll",
-            addr: ours_busy.addr(),
-            pids: me,
+            addr: ours_busy.addr,
+            pids: vec![ours_busy.pid],
         },
     ];
     // Measured after these, in each round; see `busy_haproxy`.
     let busy_haproxy_at = sides.len();
-    let ours_totals = |i: usize| match i {
-        0 => ours.totals().upstream_connects,
-        3 => ours_busy.totals().upstream_connects,
-        _ => 0,
-    };
     println!(
         "proxy: backend nginx on {} (1 worker); proxies with {threads} threads each: {}",
         backend.addr,
@@ -200,7 +211,6 @@ fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) 
         let mut runs: Vec<Vec<WrkRun>> = vec![Vec::new(); n];
         let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); n];
         let mut accepts = vec![0u64; n];
-        let mut own_connects = vec![0u64; n];
         for _ in 0..settings.rounds.max(5) {
             for i in 0..n {
                 let started =
@@ -210,7 +220,6 @@ fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) 
                     None => &sides[i],
                 };
                 let before = backend_accepts(backend.addr);
-                let ours_before = ours_totals(i);
                 let ticks = cpu_ticks(&side.pids);
                 let run = wrk_run(&format!("http://{}/", side.addr), conc, secs)
                     .unwrap_or_else(|| panic!("wrk through {} at c{conc} failed", side.name));
@@ -218,7 +227,6 @@ fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) 
                 cpu[i].push(used as f64 * 1e6 / clock_ticks() / run.requests.max(1) as f64);
                 // The status request after the round is an accept of its own.
                 accepts[i] += backend_accepts(backend.addr).saturating_sub(before + 1);
-                own_connects[i] += ours_totals(i) - ours_before;
                 if run.errors > 0 {
                     println!(
                         "proxy: {} at c{conc}: {} errors in wrk's report",
@@ -259,17 +267,8 @@ fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) 
             .iter()
             .enumerate()
             .map(|(i, name)| {
-                let own = if matches!(i, 0 | 3) {
-                    let requests: u64 = runs[i].iter().map(|r| r.requests).sum();
-                    format!(
-                        " (own count {:.2})",
-                        own_connects[i] as f64 * 10_000.0 / requests.max(1) as f64
-                    )
-                } else {
-                    String::new()
-                };
                 format!(
-                    "{} {:.0} req/s, p50/p99 {:.0}/{:.0} µs, {:.1} µs CPU/req, {:.2}{own} upstream \
+                    "{} {:.0} req/s, p50/p99 {:.0}/{:.0} µs, {:.1} µs CPU/req, {:.2} upstream \
                      connections per 10 000 requests",
                     name, rps[i], p50[i], p99[i], cpu_us[i], per_10k[i]
                 )
