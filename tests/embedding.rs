@@ -108,6 +108,29 @@ fn next_timeout_is_zero_after_a_cache_hit_allocate() {
 }
 
 #[test]
+fn next_timeout_is_zero_while_a_free_has_news_to_report() {
+    // A free that closes a connection (its last use) queues a lifecycle
+    // change and leaves nothing to stamp: the loop must still tick at once.
+    let server = Server::start();
+    let mut ka = reactor(
+        Config::default()
+            .with_lifecycle_events(true)
+            .with_max_uses(1),
+    );
+    let mut events = Events::new();
+    let conn = connect(&mut ka, &mut events, request(server.port(), ()));
+    ka.poll_events(&mut events).unwrap();
+    events.drain().for_each(drop);
+    ka.free(conn).unwrap();
+    assert_eq!(ka.next_timeout(), Some(Duration::ZERO), "a close to report");
+    ka.poll_events(&mut events).unwrap();
+    assert!(
+        events.drain().any(|e| matches!(e, Event::Lifecycle(_))),
+        "the close is reported by that tick"
+    );
+}
+
+#[test]
 fn a_lent_connection_can_be_registered_in_the_callers_own_poll() {
     let server = Server::start();
     let mut ka = reactor(Config::default());

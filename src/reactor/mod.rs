@@ -500,7 +500,7 @@ impl<C> Reactor<C> {
         // before it sleeps, and a zero tick for them would be an
         // `epoll_wait` that finds nothing (a proxy's free, then its next
         // client, paid it on one request in eleven).
-        if self.more_ready || self.driver.pool.has_news() {
+        if self.has_news() {
             self.tick(events, Some(Duration::ZERO))?;
             if events.len() > before {
                 return Ok(());
@@ -656,14 +656,19 @@ impl<C> Reactor<C> {
         self.driver.pool.is_shut_down()
     }
 
-    /// Whether a tick has work without waiting: outcomes or timer events to
-    /// deliver, returned connections to take back, or readiness the last
-    /// tick left in the kernel.
+    /// Whether a tick has work without waiting: news for the caller, or
+    /// returned connections to take back and idle ones to stamp (which the
+    /// waiting tick of `poll` does itself, but an embedding loop's wait
+    /// does not).
     fn must_not_wait(&self) -> bool {
-        self.more_ready
-            || self.driver.pool.has_outcomes()
-            || self.driver.has_returned()
-            || self.driver.pool.has_unstamped()
+        self.has_news() || self.driver.has_returned() || self.driver.pool.has_unstamped()
+    }
+
+    /// Whether a tick would have events for the caller without waiting:
+    /// readiness the last tick left in the kernel, an outcome, or a
+    /// lifecycle change (a `free` that closed or parked a connection).
+    fn has_news(&self) -> bool {
+        self.more_ready || self.driver.pool.has_news()
     }
 
     /// One tick. The clock is read once, after the wait; before it only
