@@ -189,9 +189,8 @@ impl Config {
     pub fn upstream_sockets(&self) -> usize {
         let threads = self.threads.max(1);
         let wanted = self.max_upstream * 2 + 16;
-        match admission::descriptor_limit() {
-            Some(limit) => {
-                let budget = limit.saturating_sub(admission::fixed_descriptors(threads));
+        match self.socket_budget() {
+            Some(budget) => {
                 let left = budget.saturating_sub(self.client_limit()) / threads;
                 wanted.min(left.max(budget / 4 / threads)).max(1)
             }
@@ -199,16 +198,20 @@ impl Config {
         }
     }
 
+    /// Descriptors left for sockets (clients and upstream, all workers)
+    /// under `RLIMIT_NOFILE`; `None`: no limit.
+    fn socket_budget(&self) -> Option<usize> {
+        let fixed = admission::fixed_descriptors(self.threads.max(1));
+        admission::descriptor_limit().map(|limit| limit.saturating_sub(fixed))
+    }
+
     /// Whether the client limit asks for more descriptors than the process
     /// has beside its upstream quarter: then clients past what is left are
     /// answered 503 at `accept` (out of descriptors), not queued behind a
     /// starved upstream.
     pub fn clients_exceed_descriptors(&self) -> bool {
-        let threads = self.threads.max(1);
-        admission::descriptor_limit().is_some_and(|limit| {
-            let budget = limit.saturating_sub(admission::fixed_descriptors(threads));
-            self.client_limit() > budget - budget / 4
-        })
+        self.socket_budget()
+            .is_some_and(|budget| self.client_limit() > budget - budget / 4)
     }
 }
 

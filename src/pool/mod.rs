@@ -137,6 +137,19 @@ struct Slot {
 }
 
 impl Slot {
+    /// Why an idle slot must not be handed out at `now`, if it must not:
+    /// its life or its idle timer ran out (judged here too, as the timer may
+    /// not have fired yet).
+    fn expired_idle(&self, now: Millis) -> Option<CloseReason> {
+        if self.retire_at.is_some_and(|at| now >= at) {
+            Some(CloseReason::Lifetime)
+        } else if now > self.idle_deadline {
+            Some(self.idle_end)
+        } else {
+            None
+        }
+    }
+
     /// The slot goes to the caller at `now`: one use more, and what the
     /// checkout reports (`pooled`: it was idle before, so it idled).
     fn lend(&mut self, now: Millis, pooled: bool) -> Checkout {
@@ -470,13 +483,7 @@ impl<C> Pool<C> {
                 index: candidate,
                 generation: s.generation,
             };
-            let reason = if s.retire_at.is_some_and(|at| t >= at) {
-                Some(CloseReason::Lifetime)
-            } else if t > s.idle_deadline {
-                Some(s.idle_end)
-            } else {
-                dead(id)
-            };
+            let reason = s.expired_idle(t).or_else(|| dead(id));
             if let Some(reason) = reason {
                 self.close_slot(candidate, reason);
                 continue;
@@ -866,13 +873,7 @@ impl<C> Pool<C> {
             return None;
         };
         let s = self.slots.get(slot as usize)?;
-        let reason = if s.retire_at.is_some_and(|at| now >= at) {
-            CloseReason::Lifetime
-        } else if now > s.idle_deadline {
-            s.idle_end
-        } else {
-            return None;
-        };
+        let reason = s.expired_idle(now)?;
         let id = SlotId {
             index: slot,
             generation: s.generation,
