@@ -18,6 +18,42 @@ use keepalive::{CloseReason, Config, Event, Events, FromCache};
 /// shows something other than the budget ended the spin.
 const LONG_SPIN: Duration = Duration::from_secs(1);
 
+/// Times this thread gave up the CPU to wait (it slept in the kernel),
+/// from `/proc/thread-self/status`.
+fn sleeps_so_far() -> u64 {
+    let status = std::fs::read_to_string("/proc/thread-self/status").expect("thread status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("voluntary_ctxt_switches")
+}
+
+/// Polls until a 20 ms timer fires; how many times the thread slept.
+fn sleeps_until_a_timer(busy_poll: Duration) -> u64 {
+    let mut ka = reactor::<()>(Config::default().with_busy_poll(busy_poll));
+    let mut events = Events::new();
+    ka.set_timer(Duration::from_millis(20), 1).unwrap();
+    let before = sleeps_so_far();
+    ka.poll(&mut events, None).unwrap();
+    let slept = sleeps_so_far() - before;
+    assert!(matches!(events.drain().next(), Some(Event::Timer(_))));
+    slept
+}
+
+#[test]
+fn an_event_within_the_spin_is_taken_without_sleeping() {
+    assert!(
+        sleeps_until_a_timer(Duration::ZERO) >= 1,
+        "without busy polling the thread sleeps until the timer"
+    );
+    assert_eq!(
+        sleeps_until_a_timer(LONG_SPIN),
+        0,
+        "a 1 s spin takes the 20 ms timer without sleeping"
+    );
+}
+
 #[test]
 fn a_spinning_reactor_connects_serves_and_reuses() {
     let server = Server::start();

@@ -711,6 +711,10 @@ fn an_unanswered_aaaa_query_costs_the_resolution_delay_not_the_timeout() {
     assert_eq!(conn.peer_addr(), SocketAddr::new(V4.into(), server.port()));
     assert_eq!(dns.queries("noaaaa.test", RecordType::AAAA), 1);
     eprintln!("connected {took:?} after allocate (resolution delay 50 ms)");
+    assert!(
+        took < Duration::from_secs(1),
+        "{took:?}: more than the delay"
+    );
 }
 
 /// The other order: A never answered, AAAA answered, connects at once.
@@ -733,6 +737,10 @@ fn an_unanswered_a_query_does_not_hold_an_aaaa_answer() {
         .expect("connected on the AAAA answer, within the request's 3 s");
     assert_eq!(conn.peer_addr(), SocketAddr::new(V6.into(), server.port()));
     eprintln!("connected {took:?} after allocate");
+    assert!(
+        took < Duration::from_secs(1),
+        "{took:?}: waited for the A answer"
+    );
 }
 
 /// With an IPv4 bind address, an early AAAA answer has nothing usable:

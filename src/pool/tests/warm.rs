@@ -125,8 +125,7 @@ fn purge_and_shutdown_stop_warming() {
     for slot in connects(&mut h) {
         h.connected(slot);
     }
-    let now = h.now;
-    h.pool.purge(&target(80), now, || now);
+    h.purge(&target(80));
     h.pool.check_invariants();
     assert_eq!(h.pool.idle_count(), 0);
     h.pool.top_up_warm(h.now);
