@@ -4,7 +4,8 @@
 //! algorithms certificates are checked with. The cipher suites and key
 //! exchange groups are public in `rustls::crypto::ring`.
 //!
-//! The table matches rustls 0.23's own for ring: ECDSA on P-256 and P-384,
+//! The key loader wipes the key's DER copy, as rustls's does. The table
+//! matches rustls 0.23's own for ring: ECDSA on P-256 and P-384,
 //! Ed25519, RSA PSS and PKCS#1 from 2048 to 8192 bits. TLS 1.2 does not tie
 //! an ECDSA signature scheme to a curve, hence two algorithms for each.
 
@@ -33,7 +34,8 @@ impl KeyProvider for Ring {
         &self,
         key_der: PrivateKeyDer<'static>,
     ) -> Result<Arc<dyn SigningKey>, rustls::Error> {
-        rustls::crypto::ring::sign::any_supported_type(&key_der)
+        // Wiped when dropped, as rustls's own ring key provider does.
+        rustls::crypto::ring::sign::any_supported_type(&zeroize::Zeroizing::new(key_der))
     }
 }
 
