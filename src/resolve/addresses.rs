@@ -47,6 +47,15 @@ impl Addresses {
         &self.v4[..usize::from(self.n4)]
     }
 
+    /// The same addresses, in any order (each is held once): a DNS server
+    /// that rotates its records (round-robin) has not moved the name.
+    pub(crate) fn same_set(&self, other: &Addresses) -> bool {
+        self.v6().len() == other.v6().len()
+            && self.v4().len() == other.v4().len()
+            && self.v6().iter().all(|a| other.v6().contains(a))
+            && self.v4().iter().all(|a| other.v4().contains(a))
+    }
+
     /// Whether neither family has an address.
     pub(crate) fn is_empty(&self) -> bool {
         self.n6 == 0 && self.n4 == 0

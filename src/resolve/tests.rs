@@ -287,6 +287,17 @@ fn addresses(ips: &[IpAddr]) -> Addresses {
 // ----- queries ---------------------------------------------------------
 
 #[test]
+fn a_rotated_answer_is_the_same_set_a_changed_one_is_not() {
+    let ip = |last: u8| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last));
+    let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+    let answer = addresses(&[ip(1), ip(2), v6]);
+    assert!(answer.same_set(&addresses(&[ip(2), v6, ip(1)])));
+    assert!(!answer.same_set(&addresses(&[ip(1), ip(3), v6])));
+    assert!(!answer.same_set(&addresses(&[ip(1), ip(2)])));
+    assert!(!addresses(&[ip(1), ip(2)]).same_set(&answer));
+}
+
+#[test]
 fn aaaa_and_a_are_sent_in_parallel_aaaa_first() {
     let mut h = Harness::new("nameserver 10.0.0.1");
     let id = h.lookup("example.com");

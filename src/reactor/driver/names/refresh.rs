@@ -115,7 +115,7 @@ impl Names {
                 // A dial's answer fresher than the watch's is the name's
                 // answer now.
                 let fresher = expires != 0 && expires > watch.expires;
-                let changed = fresher && watch.addresses != addresses;
+                let changed = fresher && !watch.addresses.same_set(&addresses);
                 if fresher {
                     watch.addresses = addresses;
                     watch.expires = expires;
@@ -231,7 +231,7 @@ impl Names {
         watch.lookup = None;
         let changed = match result {
             Ok(addresses) if !addresses.is_empty() => {
-                let changed = addresses != watch.addresses;
+                let changed = !addresses.same_set(&watch.addresses);
                 watch.addresses = addresses;
                 watch.expires = expires;
                 changed
