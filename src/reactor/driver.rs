@@ -627,7 +627,6 @@ impl<C> Driver<C> {
         }
     }
 
-    /// Turns decided requests into outcome events.
     /// The connection of `slot`, which the pool has just lent; `None` if
     /// the table lost its socket (never expected).
     fn lend(
@@ -695,15 +694,12 @@ impl<C> Driver<C> {
                     debug_assert!(false, "no socket for lent {slot:?}");
                     let now = self.tick_now;
                     self.pool.handle_returned(slot, false, now, || now);
-                    let mut request = Request::with_host(
-                        target.scheme.clone(),
-                        target.host.clone(),
-                        target.port,
+                    let request = Request {
+                        target: (*target).clone(),
+                        timeout,
+                        fresh,
                         context,
-                    );
-                    request.target = (*target).clone();
-                    request.timeout = timeout;
-                    request.fresh = fresh;
+                    };
                     let id = self
                         .pool
                         .allocate(request, self.tick_now, || decided.now())?;
@@ -714,6 +710,7 @@ impl<C> Driver<C> {
         }
     }
 
+    /// Turns decided requests into outcome events.
     pub(super) fn deliver(&mut self, events: &mut Events<C>, now: Millis) {
         while let Some(outcome) = self.pool.poll_outcome(now) {
             let event = match outcome {

@@ -174,12 +174,18 @@ pub(crate) struct ResolverConfig {
 }
 
 impl ResolverConfig {
-    /// Parses resolv.conf and hosts text; a 1024-name cache and the default
-    /// [`TtlPolicy`].
+    /// Parses resolv.conf and hosts text (the tests' way in).
+    #[cfg(test)]
     pub(crate) fn from_text(resolv_conf: &str, hosts: &str, seed: u128) -> ResolverConfig {
+        ResolverConfig::new(ResolvConf::parse(resolv_conf), Hosts::parse(hosts), seed)
+    }
+
+    /// The files' contents as parsed, a 1024-name cache and the default
+    /// [`TtlPolicy`].
+    pub(crate) fn new(conf: ResolvConf, hosts: Hosts, seed: u128) -> ResolverConfig {
         ResolverConfig {
-            conf: ResolvConf::parse(resolv_conf),
-            hosts: Hosts::parse(hosts),
+            conf,
+            hosts,
             seed,
             cache_capacity: 1024,
             ttl: TtlPolicy::default(),

@@ -220,9 +220,7 @@ impl Names {
     /// they are on are skipped.
     pub(in crate::reactor) fn new(config: &Config) -> Result<Names, Error> {
         let (files, conf, hosts) = ResolverFiles::load(config)?;
-        let mut rc = ResolverConfig::from_text("", "", net::random_seed());
-        rc.conf = conf;
-        rc.hosts = hosts;
+        let mut rc = ResolverConfig::new(conf, hosts, net::random_seed());
         rc.cache_capacity = config.dns_cache_size;
         rc.ttl = TtlPolicy {
             ttl_floor: millis_ceil(config.dns_ttl_floor),

@@ -45,10 +45,11 @@ fn setup(dir: &Dir, hosts: &str) -> (ResolverFiles, Resolver, std::path::PathBuf
         .with_resolv_conf(dir.0.join("resolv.conf"))
         .with_hosts_file(&path);
     let (files, conf, hosts) = ResolverFiles::load(&config).unwrap();
-    let mut rc = ResolverConfig::from_text("", "", 1);
-    rc.conf = conf;
-    rc.hosts = hosts;
-    (files, Resolver::new(rc), path)
+    (
+        files,
+        Resolver::new(ResolverConfig::new(conf, hosts, 1)),
+        path,
+    )
 }
 
 const ONE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
