@@ -729,7 +729,8 @@ impl<C> Reactor<C> {
         }
         // After the pool's: a request whose deadline passed has failed and
         // its slot closed, so no attempt starts for it. One branch when no
-        // name is being resolved or dialled.
+        // name is being resolved, dialled or watched for a refresh (a name
+        // with connections keeps its refresh deadline here).
         if driver.names.has_timers() {
             driver.names_timeout(registry, floor, now);
         }

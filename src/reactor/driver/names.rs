@@ -250,8 +250,9 @@ impl Names {
         self.dirty
     }
 
-    /// Whether a deadline of the resolver or of Happy Eyeballs is set: the
-    /// tick skips both while not (the numeric hit path's one branch).
+    /// Whether a deadline of the resolver, of Happy Eyeballs or of a name's
+    /// refresh is set: the tick skips all three while not (the numeric hit
+    /// path's one branch).
     pub(in crate::reactor) fn has_timers(&self) -> bool {
         self.resolver.has_deadlines() || !self.timers.is_empty()
     }
