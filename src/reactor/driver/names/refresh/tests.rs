@@ -107,8 +107,9 @@ fn the_last_connection_closing_ends_the_watch() {
     assert_eq!(due(&mut n, 10_000), None);
 }
 
+/// (The resolver gives hosts-file answers this expiry.)
 #[test]
-fn a_name_from_the_hosts_file_is_not_refreshed() {
+fn an_answer_that_never_expires_is_not_refreshed() {
     let mut n = names();
     n.watch("e.test", one(1), Millis::MAX, 0).unwrap();
     assert!(n.timers.is_empty());
