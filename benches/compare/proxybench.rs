@@ -21,6 +21,12 @@
 //! Upstream connections opened per 10 000 requests come from the backend's
 //! `stub_status` accept counter, for every proxy alike.
 //!
+//! Each figure's note also gives the ratio round by round (ours in round k
+//! over the peer in round k, seconds apart): their median, their range and
+//! in how many rounds ours was ahead. On a two-core machine shared with wrk
+//! and the backend the same process varies by ±15% between rounds; a range
+//! that spans 1.0 says the difference is smaller than that noise.
+//!
 //! Configurations are in this file; every process listens on 127.0.0.1 on a
 //! free port, runs from a temporary directory and is stopped by pid.
 
@@ -275,9 +281,29 @@ fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) 
             })
             .collect();
         println!("proxy c{conc} ({threads} threads): {}", summary.join("; "));
-        out.extend(figures_for(
-            per_core, conc, &rps, &p50, &p99, &cpu_us, &per_10k,
-        ));
+        // Rounds are interleaved, so round k of two sides ran seconds apart
+        // on the same machine state: their ratio cancels the drift that
+        // moves every side's medians together.
+        let rounds_rps: Vec<Vec<f64>> = runs
+            .iter()
+            .map(|r| r.iter().map(|r| r.rps).collect())
+            .collect();
+        for (ours, haproxy, label) in [(0, 2, "ours"), (3, 4, "ours busy-poll")] {
+            println!(
+                "proxy c{conc} paired rounds, {label}: vs nginx {}; vs haproxy {}",
+                Paired::of(&rounds_rps[ours], &rounds_rps[1]),
+                Paired::of(&rounds_rps[ours], &rounds_rps[haproxy]),
+            );
+        }
+        let sides = SideFigures {
+            rps,
+            p50,
+            p99,
+            cpu_us,
+            per_10k,
+            rounds_rps,
+        };
+        out.extend(figures_for(per_core, conc, &sides));
     }
     drop((ours, ours_busy));
     out
@@ -286,15 +312,15 @@ fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) 
 /// The figures of one concurrency: ours beside nginx and HAProxy at their
 /// defaults, then ours busy-polling beside HAProxy busy-polling (and
 /// nginx, which cannot). Indices as in [`measure`]'s sides.
-fn figures_for(
-    per_core: bool,
-    conc: usize,
-    rps: &[f64],
-    p50: &[f64],
-    p99: &[f64],
-    cpu_us: &[f64],
-    per_10k: &[f64],
-) -> Vec<Figure> {
+fn figures_for(per_core: bool, conc: usize, sides: &SideFigures) -> Vec<Figure> {
+    let SideFigures {
+        rps,
+        p50,
+        p99,
+        cpu_us,
+        per_10k,
+        rounds_rps,
+    } = sides;
     let prefix = if per_core { "proxy_core" } else { "proxy" };
     // Figure names are `&'static str`; a few leaked names per run.
     let name = |what: String| -> &'static str { what.leak() };
@@ -302,8 +328,16 @@ fn figures_for(
     for (ours, haproxy, tag) in [(0, 2, ""), (3, 4, "_busy")] {
         let note = format!(
             "p50 µs: ours {:.0}, nginx {:.0}, haproxy {:.0}; upstream connections per 10 000 \
-             requests: ours {:.2}, nginx {:.2}, haproxy {:.2}",
-            p50[ours], p50[1], p50[haproxy], per_10k[ours], per_10k[1], per_10k[haproxy]
+             requests: ours {:.2}, nginx {:.2}, haproxy {:.2}; round by round vs nginx {}, vs \
+             haproxy {}",
+            p50[ours],
+            p50[1],
+            p50[haproxy],
+            per_10k[ours],
+            per_10k[1],
+            per_10k[haproxy],
+            Paired::of(&rounds_rps[ours], &rounds_rps[1]),
+            Paired::of(&rounds_rps[ours], &rounds_rps[haproxy]),
         );
         out.push(
             Figure::new(
@@ -343,6 +377,52 @@ fn figures_for(
         );
     }
     out
+}
+
+/// What one concurrency measured, a value per side (indices as in
+/// [`measure`]'s sides); `rounds_rps` holds each side's rounds in order.
+struct SideFigures {
+    rps: Vec<f64>,
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+    cpu_us: Vec<f64>,
+    per_10k: Vec<f64>,
+    rounds_rps: Vec<Vec<f64>>,
+}
+
+/// Ours against a peer round by round: the median of the per-round ratios,
+/// their range, and in how many rounds ours was ahead. A median ratio
+/// whose range spans 1.0 says the machine's noise is larger than the
+/// difference.
+struct Paired {
+    median: f64,
+    min: f64,
+    max: f64,
+    ahead: usize,
+    rounds: usize,
+}
+
+impl Paired {
+    fn of(ours: &[f64], peer: &[f64]) -> Paired {
+        let ratios: Vec<f64> = ours.iter().zip(peer).map(|(o, p)| o / p).collect();
+        Paired {
+            median: median(ratios.clone()),
+            min: ratios.iter().copied().fold(f64::INFINITY, f64::min),
+            max: ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            ahead: ratios.iter().filter(|&&r| r > 1.0).count(),
+            rounds: ratios.len(),
+        }
+    }
+}
+
+impl std::fmt::Display for Paired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.2}× ({:.2}–{:.2}, ahead in {} of {})",
+            self.median, self.min, self.max, self.ahead, self.rounds
+        )
+    }
 }
 
 /// A few requests through `addr`, checked: the configuration relays.
