@@ -76,9 +76,7 @@ fn a_remote_close_of_an_idle_connection_is_seen_while_spinning() {
     let server = Server::start();
     let mut ka = reactor(Config::default().with_busy_poll(LONG_SPIN));
     let mut events = Events::new();
-    let mut conn = connect(&mut ka, &mut events, request(server.port(), ()));
-    get(&mut ka, &mut events, &mut conn);
-    ka.free(conn).unwrap();
+    leave_idle(&mut ka, &mut events, request(server.port(), ()));
     server.close_all();
     poll_until(&mut ka, &mut events, "the idle connection's close", |ka| {
         ka.idle_count() == 0

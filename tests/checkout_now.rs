@@ -54,9 +54,7 @@ fn a_connection_the_last_tick_saw_close_is_never_checked_out() {
     let server = Server::start();
     let mut ka = reactor(Config::default());
     let mut events = Events::new();
-    let mut conn = connect(&mut ka, &mut events, request(server.port(), ()));
-    get(&mut ka, &mut events, &mut conn);
-    ka.free(conn).unwrap();
+    leave_idle(&mut ka, &mut events, request(server.port(), ()));
     ka.poll_events(&mut events).unwrap();
     server.close_all();
     // The close is queued on the reactor's poller; one full tick reads it,
@@ -94,9 +92,7 @@ fn a_connection_past_its_keep_alive_by_the_clock_is_closed_not_checked_out() {
     let keep_alive = Duration::from_millis(30);
     let mut ka = reactor(Config::default().with_keep_alive(keep_alive));
     let mut events = Events::new();
-    let mut conn = connect(&mut ka, &mut events, request(server.port(), ()));
-    get(&mut ka, &mut events, &mut conn);
-    ka.free(conn).unwrap();
+    leave_idle(&mut ka, &mut events, request(server.port(), ()));
     // The tick that starts its keep-alive, then a gap without ticks twice
     // as long: the pool's timer has not fired, the clock says it is past.
     ka.poll(&mut events, Some(Duration::ZERO)).unwrap();
@@ -114,9 +110,7 @@ fn a_fresh_request_gets_a_new_connection_and_returns_it_to_the_pool() {
     let server = Server::start();
     let mut ka = reactor(Config::default());
     let mut events = Events::new();
-    let mut conn = connect(&mut ka, &mut events, request(server.port(), ()));
-    get(&mut ka, &mut events, &mut conn);
-    ka.free(conn).unwrap();
+    leave_idle(&mut ka, &mut events, request(server.port(), ()));
     assert_eq!(ka.idle_count(), 1);
     let mut fresh = connect(&mut ka, &mut events, request(server.port(), ()).fresh());
     assert_eq!(fresh.from_cache(), None, "fresh: never from the pool");

@@ -11,18 +11,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::nginx::Nginx;
+use common::nginx::{Nginx, conn_serial};
 use common::*;
 use keepalive::{Config, Events, FromCache};
-
-/// The body says `hello`; the `X-Conn` header names nginx's connection.
-fn conn_serial(body: &str) -> String {
-    assert!(body.starts_with("hello\n"), "{body:?}");
-    body.lines()
-        .find_map(|l| l.strip_prefix("conn="))
-        .expect("X-Conn header")
-        .to_string()
-}
 
 #[test]
 fn twenty_requests_share_one_nginx_connection() {
@@ -83,9 +74,7 @@ fn nginx_closing_on_keepalive_timeout_is_noticed_while_idle() {
     };
     let mut ka = reactor(Config::default());
     let mut events = Events::new();
-    let mut conn = connect(&mut ka, &mut events, request(nginx.port(), ()));
-    get(&mut ka, &mut events, &mut conn);
-    ka.free(conn).unwrap();
+    leave_idle(&mut ka, &mut events, request(nginx.port(), ()));
     poll_until(
         &mut ka,
         &mut events,

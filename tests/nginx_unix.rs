@@ -13,19 +13,10 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::nginx::Nginx;
+use common::nginx::{Nginx, conn_serial};
 use common::tls::{Pki, nginx_tls_unix};
 use common::*;
 use keepalive::{CloseReason, Config, Events, FromCache, Function, Request};
-
-/// The body says `hello`; the `X-Conn` header names nginx's connection.
-fn conn_serial(body: &str) -> String {
-    assert!(body.starts_with("hello\n"), "{body:?}");
-    body.lines()
-        .find_map(|l| l.strip_prefix("conn="))
-        .expect("X-Conn header")
-        .to_string()
-}
 
 fn path_of(nginx: &Nginx) -> &'static Path {
     let path = nginx
@@ -97,9 +88,7 @@ fn nginx_keepalive_timeout_on_a_unix_socket_is_noticed_while_idle() {
     let path = path_of(&nginx);
     let mut ka = reactor(Config::default());
     let mut events = Events::new();
-    let mut conn = connect(&mut ka, &mut events, Request::unix("http", path, ()));
-    get(&mut ka, &mut events, &mut conn);
-    ka.free(conn).unwrap();
+    leave_idle(&mut ka, &mut events, Request::unix("http", path, ()));
     poll_until(
         &mut ka,
         &mut events,

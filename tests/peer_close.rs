@@ -21,9 +21,7 @@ fn idle_connection_closed_by_the_server_is_not_reused() {
     let server = Server::start();
     let mut ka = reactor(Config::default());
     let mut events = Events::new();
-    let mut conn = connect(&mut ka, &mut events, request(server.port(), ()));
-    get(&mut ka, &mut events, &mut conn);
-    ka.free(conn).unwrap();
+    leave_idle(&mut ka, &mut events, request(server.port(), ()));
     server.close_all();
     poll_until(&mut ka, &mut events, "the idle socket to close", |k| {
         k.idle_count() == 0
@@ -39,9 +37,7 @@ fn close_that_arrives_while_the_caller_does_not_poll_is_never_delivered() {
     let server = Server::start();
     let mut ka = reactor(Config::default());
     let mut events = Events::new();
-    let mut conn = connect(&mut ka, &mut events, request(server.port(), ()));
-    get(&mut ka, &mut events, &mut conn);
-    ka.free(conn).unwrap();
+    leave_idle(&mut ka, &mut events, request(server.port(), ()));
     server.close_all();
     // The FIN has arrived once the reactor's poller has readiness queued;
     // the reactor itself is not polled.
@@ -71,9 +67,7 @@ fn idle_connection_that_receives_stray_data_is_not_reused() {
     let server = Server::start();
     let mut ka = reactor(Config::default());
     let mut events = Events::new();
-    let mut conn = connect(&mut ka, &mut events, request(server.port(), ()));
-    get(&mut ka, &mut events, &mut conn);
-    ka.free(conn).unwrap();
+    leave_idle(&mut ka, &mut events, request(server.port(), ()));
     server.send_unsolicited();
     poll_until(&mut ka, &mut events, "the idle socket to close", |k| {
         k.idle_count() == 0

@@ -146,9 +146,7 @@ fn close_notify_on_an_idle_socket_closes_it() {
     let server = TlsServer::start(pki.server_config(tls13()));
     let mut ka = reactor(Config::default().with_tls_config(pki.client_config()));
     let mut events = Events::new();
-    let mut conn = connect(&mut ka, &mut events, https(server.port()));
-    get(&mut ka, &mut events, &mut conn);
-    ka.free(conn).unwrap();
+    leave_idle(&mut ka, &mut events, https(server.port()));
     server.send_close_notify();
     poll_until(
         &mut ka,

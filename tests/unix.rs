@@ -115,9 +115,7 @@ fn an_idle_unix_connection_closed_by_the_server_is_not_reused() {
     let server = UnixServer::start();
     let mut ka = reactor(Config::default().with_lifecycle_events(true));
     let mut events = Events::new();
-    let mut conn = connect(&mut ka, &mut events, unix(&server, ()));
-    get(&mut ka, &mut events, &mut conn);
-    ka.free(conn).unwrap();
+    leave_idle(&mut ka, &mut events, unix(&server, ()));
     server.close_all();
     let mut closed = None;
     poll_until(&mut ka, &mut events, "the idle socket to close", |k| {
@@ -142,9 +140,7 @@ fn stray_data_on_an_idle_unix_connection_closes_it() {
     let server = UnixServer::start();
     let mut ka = reactor(Config::default());
     let mut events = Events::new();
-    let mut conn = connect(&mut ka, &mut events, unix(&server, ()));
-    get(&mut ka, &mut events, &mut conn);
-    ka.free(conn).unwrap();
+    leave_idle(&mut ka, &mut events, unix(&server, ()));
     server.send_unsolicited();
     poll_until(&mut ka, &mut events, "the idle socket to close", |k| {
         k.idle_count() == 0
@@ -159,9 +155,7 @@ fn a_unix_close_that_arrives_unpolled_is_never_delivered() {
     let server = UnixServer::start();
     let mut ka = reactor(Config::default());
     let mut events = Events::new();
-    let mut conn = connect(&mut ka, &mut events, unix(&server, ()));
-    get(&mut ka, &mut events, &mut conn);
-    ka.free(conn).unwrap();
+    leave_idle(&mut ka, &mut events, unix(&server, ()));
     server.close_all();
     wait_readable(ka.as_raw_fd());
     ka.allocate(unix(&server, ())).unwrap();

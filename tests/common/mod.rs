@@ -334,6 +334,15 @@ pub fn connect<C>(reactor: &mut Reactor<C>, events: &mut Events<C>, req: Request
     }
 }
 
+/// Opens a connection for `req`, serves one GET over it and frees it: the
+/// key then holds one idle connection that has been used.
+#[track_caller]
+pub fn leave_idle<C>(reactor: &mut Reactor<C>, events: &mut Events<C>, req: Request<C>) {
+    let mut conn = connect(reactor, events, req);
+    get(reactor, events, &mut conn);
+    reactor.free(conn).unwrap();
+}
+
 /// Polls for `d` (tests that must see nothing happen, or let time pass).
 #[track_caller]
 pub fn poll_for<C>(reactor: &mut Reactor<C>, events: &mut Events<C>, d: Duration) {

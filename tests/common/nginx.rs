@@ -371,3 +371,14 @@ fn signal(pid: u32, sig: libc::c_int) {
     // SAFETY: kill(2) takes no pointers; the pid is one we started.
     unsafe { libc::kill(pid, sig) };
 }
+
+/// The connection nginx served a response of [`Nginx::start_http`]'s site
+/// on, from the `X-Conn` header [`read_response`](super::read_response)
+/// appends to the body (which must say `hello`).
+pub fn conn_serial(body: &str) -> String {
+    assert!(body.starts_with("hello\n"), "{body:?}");
+    body.lines()
+        .find_map(|l| l.strip_prefix("conn="))
+        .expect("X-Conn header")
+        .to_string()
+}
