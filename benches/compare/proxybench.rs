@@ -281,20 +281,14 @@ fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) 
             })
             .collect();
         println!("proxy c{conc} ({threads} threads): {}", summary.join("; "));
-        // Rounds are interleaved, so round k of two sides ran seconds apart
-        // on the same machine state: their ratio cancels the drift that
-        // moves every side's medians together.
+        // Kept in order for the notes' round-by-round ratios: rounds are
+        // interleaved, so round k of two sides ran seconds apart on the same
+        // machine state, and their ratio cancels the drift that moves every
+        // side's medians together.
         let rounds_rps: Vec<Vec<f64>> = runs
             .iter()
             .map(|r| r.iter().map(|r| r.rps).collect())
             .collect();
-        for (ours, haproxy, label) in [(0, 2, "ours"), (3, 4, "ours busy-poll")] {
-            println!(
-                "proxy c{conc} paired rounds, {label}: vs nginx {}; vs haproxy {}",
-                Paired::of(&rounds_rps[ours], &rounds_rps[1]),
-                Paired::of(&rounds_rps[ours], &rounds_rps[haproxy]),
-            );
-        }
         let sides = SideFigures {
             rps,
             p50,
