@@ -64,6 +64,20 @@ fn counting<T>(f: impl FnOnce() -> T) -> (T, u64) {
     (out, COUNT.with(|c| c.get()))
 }
 
+/// Heap allocations over 1000 runs of `cycle`, counted after 100 runs that
+/// grow every buffer it needs to its working size.
+fn allocations_once_warm(mut cycle: impl FnMut()) -> u64 {
+    for _ in 0..100 {
+        cycle();
+    }
+    let ((), n) = counting(|| {
+        for _ in 0..1000 {
+            cycle();
+        }
+    });
+    n
+}
+
 #[test]
 fn allocate_poll_free_from_the_pool_allocates_nothing_once_warm() {
     let server = Server::start();
@@ -145,14 +159,7 @@ fn the_tls_hit_path_allocates_nothing_either() {
             }
         }
     };
-    for _ in 0..100 {
-        cycle(&mut ka);
-    }
-    let ((), n) = counting(|| {
-        for _ in 0..1000 {
-            cycle(&mut ka);
-        }
-    });
+    let n = allocations_once_warm(|| cycle(&mut ka));
     assert_eq!(n, 0, "allocations over 1000 TLS cycles");
     server.assert_accepted(1);
 }
@@ -190,14 +197,7 @@ fn caller_sources_and_timers_allocate_nothing_once_warm() {
         }
         ka.cancel_timer(keep).unwrap();
     };
-    for _ in 0..100 {
-        cycle(&mut ka);
-    }
-    let ((), n) = counting(|| {
-        for _ in 0..1000 {
-            cycle(&mut ka);
-        }
-    });
+    let n = allocations_once_warm(|| cycle(&mut ka));
     assert_eq!(n, 0, "allocations over 1000 source + timer cycles");
 }
 
@@ -230,14 +230,7 @@ fn the_hit_path_with_stats_and_lifecycle_events_allocates_nothing() {
         }
         std::hint::black_box(ka.stats());
     };
-    for _ in 0..100 {
-        cycle(&mut ka);
-    }
-    let ((), n) = counting(|| {
-        for _ in 0..1000 {
-            cycle(&mut ka);
-        }
-    });
+    let n = allocations_once_warm(|| cycle(&mut ka));
     assert_eq!(
         n, 0,
         "allocations over 1000 cycles with stats and events on"
@@ -275,14 +268,7 @@ fn a_pool_hit_by_host_name_allocates_nothing_either() {
             }
         }
     };
-    for _ in 0..100 {
-        cycle(&mut ka);
-    }
-    let ((), n) = counting(|| {
-        for _ in 0..1000 {
-            cycle(&mut ka);
-        }
-    });
+    let n = allocations_once_warm(|| cycle(&mut ka));
     assert_eq!(n, 0, "allocations over 1000 cycles by name");
     server.assert_accepted(1);
 }
@@ -406,14 +392,7 @@ fn a_pool_hit_by_a_refreshed_dns_name_allocates_nothing() {
             }
         }
     };
-    for _ in 0..100 {
-        cycle(&mut ka);
-    }
-    let ((), n) = counting(|| {
-        for _ in 0..1000 {
-            cycle(&mut ka);
-        }
-    });
+    let n = allocations_once_warm(|| cycle(&mut ka));
     assert_eq!(n, 0, "allocations over 1000 cycles by a watched name");
     server.assert_accepted(1);
 }
@@ -431,14 +410,7 @@ fn checkout_now_and_free_allocate_nothing_once_warm() {
         Ok(Checkout::Ready(conn, _)) => ka.free(conn).unwrap(),
         other => panic!("not a hit: {other:?}"),
     };
-    for _ in 0..100 {
-        cycle(&mut ka);
-    }
-    let ((), n) = counting(|| {
-        for _ in 0..1000 {
-            cycle(&mut ka);
-        }
-    });
+    let n = allocations_once_warm(|| cycle(&mut ka));
     assert_eq!(n, 0, "allocations over 1000 checkout_now → free cycles");
     server.assert_accepted(1);
 }
