@@ -10,6 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::nginx::conn_serial;
 use common::tls::{Pki, Silent, TlsServer, nginx_tls};
 use common::*;
 use keepalive::rustls::{self, ProtocolVersion};
@@ -242,12 +243,7 @@ fn https_keep_alive_reuse_against_nginx() {
             https(nginx.port()).server_name("localhost"),
         );
         assert_eq!(conn.from_cache().is_some(), n > 0, "request {n}");
-        let body = get(&mut ka, &mut events, &mut conn);
-        assert!(body.starts_with("hello\n"), "{body}");
-        serials.push(
-            body.lines()
-                .find_map(|l| l.strip_prefix("conn=").map(str::to_owned)),
-        );
+        serials.push(conn_serial(&get(&mut ka, &mut events, &mut conn)));
         ka.free(conn).unwrap();
     }
     serials.dedup();
