@@ -33,6 +33,7 @@ mod chart;
 #[path = "../../examples/proxy/cli.rs"]
 mod cli;
 mod client;
+mod cpus;
 #[path = "../../examples/proxy/engine.rs"]
 #[allow(dead_code, reason = "the example uses more of it")]
 mod engine;

@@ -27,6 +27,14 @@
 //! and the backend the same process varies by ±15% between rounds; a range
 //! that spans 1.0 says the difference is smaller than that noise.
 //!
+//! Where the machine has a CPU more than the proxy has workers, each
+//! proxy's workers run on cores of their own and wrk and the backend on the
+//! rest ([`crate::cpus`]), as a proxy runs in production: the figure per
+//! core then measures the proxy rather than which of three processes the
+//! scheduler made wait for a core. On two CPUs the per-core set is placed
+//! and the two-worker set shares them; the report and every note say which
+//! (`BENCH_PIN=0`: never placed).
+//!
 //! Configurations are in this file; every process listens on 127.0.0.1 on a
 //! free port, runs from a temporary directory and is stopped by pid.
 
@@ -36,6 +44,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::cpus::Placement;
 use crate::engine::{Config as ProxyConfig, Proxy};
 use crate::nginx::{Nginx, Site};
 use crate::peers::{WrkRun, wrk_run};
@@ -127,8 +136,16 @@ struct Side {
 /// HAProxy with `busy-polling` spins a whole core even with nothing to do,
 /// so it runs only for its own rounds: started, warmed for a second at the
 /// round's concurrency, measured, stopped.
-fn busy_haproxy(backend: SocketAddr, threads: usize, conc: usize) -> (Peer, Side) {
+fn busy_haproxy(
+    backend: SocketAddr,
+    threads: usize,
+    conc: usize,
+    placement: Option<&Placement>,
+) -> (Peer, Side) {
     let peer = Peer::haproxy(backend, threads, true);
+    if let Some(p) = placement {
+        p.pin_proxy(&peer.pids());
+    }
     check_relays("haproxy busy-polling", peer.addr);
     wrk_run(&format!("http://{}/", peer.addr), conc, 1.0);
     let side = Side {
@@ -163,6 +180,20 @@ fn ours_process(backend: SocketAddr, threads: usize, busy: Duration) -> ProxyPro
 /// no such setting), all in interleaved rounds; `per_core` names the
 /// figures `proxy_core_*`.
 fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) -> Vec<Figure> {
+    let placement = match Placement::for_workers(threads) {
+        Ok(p) => {
+            p.enter(&backend.pids());
+            Some(p)
+        }
+        Err(why) => {
+            println!("proxy: {threads} worker(s) share the CPUs with wrk and the backend: {why}");
+            None
+        }
+    };
+    let cores = placement.as_ref().map_or_else(
+        || "shared with wrk and the backend".to_string(),
+        Placement::describe,
+    );
     let ours = ours_process(backend.addr, threads, Duration::ZERO);
     let ours_busy = ours_process(backend.addr, threads, BUSY_POLL);
     let nginx_proxy = Peer::nginx(backend.addr, threads);
@@ -189,10 +220,15 @@ fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) 
             pids: vec![ours_busy.pid],
         },
     ];
+    if let Some(p) = &placement {
+        for side in &sides {
+            p.pin_proxy(&side.pids);
+        }
+    }
     // Measured after these, in each round; see `busy_haproxy`.
     let busy_haproxy_at = sides.len();
     println!(
-        "proxy: backend nginx on {} (1 worker); proxies with {threads} threads each: {}",
+        "proxy: backend nginx on {} (1 worker); proxies with {threads} threads each ({cores}): {}",
         backend.addr,
         sides
             .iter()
@@ -219,8 +255,8 @@ fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) 
         let mut accepts = vec![0u64; n];
         for _ in 0..settings.rounds.max(5) {
             for i in 0..n {
-                let started =
-                    (i == busy_haproxy_at).then(|| busy_haproxy(backend.addr, threads, conc));
+                let started = (i == busy_haproxy_at)
+                    .then(|| busy_haproxy(backend.addr, threads, conc, placement.as_ref()));
                 let side = match &started {
                     Some((_, side)) => side,
                     None => &sides[i],
@@ -296,10 +332,11 @@ fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) 
             cpu_us,
             per_10k,
             rounds_rps,
+            cores: cores.clone(),
         };
         out.extend(figures_for(per_core, conc, &sides));
     }
-    drop((ours, ours_busy));
+    drop((ours, ours_busy, placement));
     out
 }
 
@@ -314,6 +351,7 @@ fn figures_for(per_core: bool, conc: usize, sides: &SideFigures) -> Vec<Figure> 
         cpu_us,
         per_10k,
         rounds_rps,
+        cores,
     } = sides;
     let prefix = if per_core { "proxy_core" } else { "proxy" };
     // Figure names are `&'static str`; a few leaked names per run.
@@ -323,7 +361,7 @@ fn figures_for(per_core: bool, conc: usize, sides: &SideFigures) -> Vec<Figure> 
         let note = format!(
             "p50 µs: ours {:.0}, nginx {:.0}, haproxy {:.0}; upstream connections per 10 000 \
              requests: ours {:.2}, nginx {:.2}, haproxy {:.2}; round by round vs nginx {}, vs \
-             haproxy {}",
+             haproxy {}; CPUs: {cores}",
             p50[ours],
             p50[1],
             p50[haproxy],
@@ -382,6 +420,8 @@ struct SideFigures {
     cpu_us: Vec<f64>,
     per_10k: Vec<f64>,
     rounds_rps: Vec<Vec<f64>>,
+    /// Where the proxies ran: [`Placement::describe`], or shared.
+    cores: String,
 }
 
 /// Ours against a peer round by round: the median of the per-round ratios,

@@ -197,6 +197,13 @@ impl Nginx {
         Some(nginx)
     }
 
+    /// Every process of this nginx: the one started, then its workers.
+    pub fn pids(&self) -> Vec<u32> {
+        let mut pids = vec![self.child.id()];
+        pids.extend(self.worker_pids());
+        pids
+    }
+
     /// The pids of the master's workers (empty without a master).
     pub fn worker_pids(&self) -> Vec<u32> {
         if !self.master_process || !self.running {
