@@ -172,7 +172,11 @@ pub struct Config {
     /// a request-response exchange at low concurrency finishes sooner.
     /// The cost is CPU: up to this long after every batch of events, and a
     /// whole core when events come more often than this (HAProxy's
-    /// `busy-polling` makes the same trade, without the bound).
+    /// `busy-polling` makes the same trade, without the bound). Only CPU
+    /// nobody else wanted: between looks the thread yields (`sched_yield`),
+    /// so a thread ready to run on its core (the client, the upstream,
+    /// another worker) gets the core at once, and a spin that had to give
+    /// the core away ends in a sleep.
     /// Never delays an event or a deadline, and never waits past `poll`'s
     /// timeout. [`poll_events`](crate::Reactor::poll_events) is unaffected:
     /// an embedding loop spins, if it wants to, itself. Default zero (off);

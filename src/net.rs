@@ -1,6 +1,6 @@
 //! The system calls mio does not offer: bind before connect, a one-byte
-//! peek, random bits for the resolver, and huge-page advice for the timer
-//! wheel; and the checks of a Unix-domain path before mio connects to it. This is the only module with `unsafe`; each block is one libc call
+//! peek, random bits for the resolver, huge-page advice for the timer
+//! wheel, and the calling thread's count of preemptions for busy polling; and the checks of a Unix-domain path before mio connects to it. This is the only module with `unsafe`; each block is one libc call
 //! on a descriptor or buffer the call holds for its duration (its own, or
 //! one borrowed from the caller), with a `// SAFETY:` line.
 //!
@@ -284,6 +284,17 @@ pub(crate) fn random_seed() -> u128 {
         }
     }
     u128::from_ne_bytes(buf)
+}
+
+/// How many times another thread has taken the CPU from the calling thread
+/// while it could run (`ru_nivcsw` of `getrusage(RUSAGE_THREAD)`): busy
+/// polling stops spinning once this moves. `None` if the call fails.
+pub(crate) fn involuntary_switches() -> Option<i64> {
+    // SAFETY: an all-zero `rusage` is a valid value of the plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a live `rusage` the call fills for its duration.
+    let ret = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    (ret == 0).then_some(usage.ru_nivcsw)
 }
 
 /// See [`random_seed`].

@@ -18,39 +18,104 @@ use keepalive::{CloseReason, Config, Event, Events, FromCache};
 /// shows something other than the budget ended the spin.
 const LONG_SPIN: Duration = Duration::from_secs(1);
 
-/// Times this thread gave up the CPU to wait (it slept in the kernel),
-/// from `/proc/thread-self/status`.
-fn sleeps_so_far() -> u64 {
+/// This thread's context switches so far, from `/proc/thread-self/status`:
+/// (voluntary: it slept in the kernel; involuntary: another thread took
+/// the CPU while it could run).
+fn switches_so_far() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/thread-self/status").expect("thread status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("voluntary_ctxt_switches")
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {status}"))
+    };
+    (
+        field("voluntary_ctxt_switches:"),
+        field("nonvoluntary_ctxt_switches:"),
+    )
 }
 
-/// Polls until a 20 ms timer fires; how many times the thread slept.
-fn sleeps_until_a_timer(busy_poll: Duration) -> u64 {
+/// Time this thread has run on a CPU, from `/proc/thread-self/schedstat`.
+fn cpu_time_so_far() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").expect("schedstat");
+    let ns = stat
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("run time in schedstat");
+    Duration::from_nanos(ns)
+}
+
+/// Polls until a timer of `after` fires: how many times the thread slept,
+/// and how many times another thread took its CPU meanwhile.
+fn switches_until_a_timer(busy_poll: Duration, after: Duration) -> (u64, u64) {
     let mut ka = reactor::<()>(Config::default().with_busy_poll(busy_poll));
     let mut events = Events::new();
-    ka.set_timer(Duration::from_millis(20), 1).unwrap();
-    let before = sleeps_so_far();
+    ka.set_timer(after, 1).unwrap();
+    let (slept, displaced) = switches_so_far();
     ka.poll(&mut events, None).unwrap();
-    let slept = sleeps_so_far() - before;
+    let (slept_after, displaced_after) = switches_so_far();
     assert!(matches!(events.drain().next(), Some(Event::Timer(_))));
-    slept
+    (slept_after - slept, displaced_after - displaced)
 }
 
 #[test]
 fn an_event_within_the_spin_is_taken_without_sleeping() {
+    let (slept, _) = switches_until_a_timer(Duration::ZERO, Duration::from_millis(20));
     assert!(
-        sleeps_until_a_timer(Duration::ZERO) >= 1,
+        slept >= 1,
         "without busy polling the thread sleeps until the timer"
     );
-    assert_eq!(
-        sleeps_until_a_timer(LONG_SPIN),
-        0,
-        "a 1 s spin takes the 20 ms timer without sleeping"
+    // A spin that had to give its CPU to another thread (the other tests
+    // of this binary run beside it) may end in a sleep; one that kept its
+    // CPU must not.
+    let mut kept = 0;
+    for _ in 0..50 {
+        let (slept, displaced) = switches_until_a_timer(LONG_SPIN, Duration::from_millis(2));
+        if displaced == 0 {
+            assert_eq!(
+                slept, 0,
+                "a 1 s spin that kept its CPU takes the 2 ms timer without sleeping"
+            );
+            kept += 1;
+        }
+    }
+    assert!(kept > 0, "every one of 50 spins was displaced");
+}
+
+#[test]
+fn a_spin_gives_way_to_threads_that_need_the_cpu() {
+    // More threads that never sleep than there are CPUs: every CPU has one
+    // ready to run, so the spinning thread's first yield hands its CPU over.
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy: Vec<_> = (0..cpus * 2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let mut ka = reactor::<()>(Config::default().with_busy_poll(LONG_SPIN));
+    let mut events = Events::new();
+    ka.set_timer(Duration::from_millis(200), 1).unwrap();
+    let ran = cpu_time_so_far();
+    ka.poll(&mut events, None).unwrap();
+    let ran = cpu_time_so_far() - ran;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in busy {
+        t.join().unwrap();
+    }
+    assert!(matches!(events.drain().next(), Some(Event::Timer(_))));
+    // A spin that held on would have had its fair share of the 200 ms,
+    // about a fifth with four threads per CPU beside it.
+    assert!(
+        ran < Duration::from_millis(20),
+        "the spin ran {ran:?} of the 200 ms instead of giving way"
     );
 }
 

@@ -132,3 +132,13 @@ fn a_unix_connect_fails_at_once_with_connect_and_the_errno() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn involuntary_switches_reads_a_count_that_never_falls() {
+    let before = involuntary_switches().expect("getrusage(RUSAGE_THREAD)");
+    for _ in 0..100 {
+        std::thread::yield_now();
+    }
+    let after = involuntary_switches().expect("getrusage(RUSAGE_THREAD)");
+    assert!(after >= before, "{before} → {after}");
+}

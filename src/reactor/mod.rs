@@ -29,6 +29,11 @@ use crate::stats::{KeyStats, Stats};
 use crate::timer::TimerId;
 use driver::Driver;
 
+/// A `sched_yield` that returns later than this may have given the CPU to
+/// another thread (one that finds nobody to run returns within a few
+/// microseconds): worth the system call that tells.
+const YIELDED: Duration = Duration::from_micros(20);
+
 /// A keep-alive connection pool on a single-threaded poller that the caller
 /// drives.
 ///
@@ -485,7 +490,9 @@ impl<C> Reactor<C> {
     /// With [`Config::busy_poll`] set, it first looks without waiting, tick
     /// after tick, for up to that long (never past `timeout`), and sleeps in
     /// the kernel only if nothing came: an event that arrives within the
-    /// spin is taken without a wake-up, for the CPU the spin burns.
+    /// spin is taken without a wake-up, for the CPU the spin burns. It
+    /// yields the CPU between looks and stops spinning once another thread
+    /// has taken it.
     ///
     /// # Errors
     ///
@@ -533,8 +540,8 @@ impl<C> Reactor<C> {
     }
 
     /// [`Config::busy_poll`]: zero-timeout ticks until an event comes, the
-    /// spin's budget is spent or `until` passes. True when `poll` is done:
-    /// an event came, or its timeout passed.
+    /// spin's budget is spent, `until` passes or another thread takes the
+    /// CPU. True when `poll` is done: an event came, or its timeout passed.
     fn spin(
         &mut self,
         events: &mut Events<C>,
@@ -543,6 +550,7 @@ impl<C> Reactor<C> {
     ) -> Result<bool, Error> {
         let start = driver::read_clock();
         let budget_end = start.checked_add(self.busy_poll).unwrap_or(start);
+        let switches = crate::net::involuntary_switches();
         loop {
             self.tick(events, Some(Duration::ZERO))?;
             if events.len() > before {
@@ -555,7 +563,19 @@ impl<C> Reactor<C> {
             if now >= budget_end {
                 return Ok(false);
             }
-            std::hint::spin_loop();
+            // Offer the CPU between looks: a thread that is ready to run
+            // here (the client, the upstream, another worker) gets it now
+            // rather than at the scheduler's next tick, so the spin uses
+            // only time nobody else wanted. Once one has taken it, spinning
+            // has stopped paying: sleep, and be woken by the event. A slow
+            // yield alone is not proof (the hypervisor may have paused the
+            // virtual CPU), so the thread's preemption count confirms it.
+            std::thread::yield_now();
+            if driver::read_clock().saturating_duration_since(now) > YIELDED
+                && crate::net::involuntary_switches() != switches
+            {
+                return Ok(false);
+            }
         }
     }
 
