@@ -371,41 +371,26 @@ fn figures_for(per_core: bool, conc: usize, sides: &SideFigures) -> Vec<Figure> 
             Paired::of(&rounds_rps[ours], &rounds_rps[1]),
             Paired::of(&rounds_rps[ours], &rounds_rps[haproxy]),
         );
-        out.push(
+        // Ours beside nginx and this pass's HAProxy, for one measure.
+        let figure = |what: &str, unit: &'static str, higher_better: bool, v: &[f64]| {
             Figure::new(
-                name(format!("{prefix}{tag}_c{conc}")),
-                "req/s",
-                true,
-                rps[ours],
+                name(format!("{prefix}{tag}{what}_c{conc}")),
+                unit,
+                higher_better,
+                v[ours],
             )
-            .peer("nginx", rps[1])
-            .peer("haproxy", rps[haproxy])
-            .note(note),
-        );
+            .peer("nginx", v[1])
+            .peer("haproxy", v[haproxy])
+        };
+        out.push(figure("", "req/s", true, rps).note(note));
         // p99 at 16 is in every per-core set; the two-worker set keeps
         // the figures it always had (c1 and c64).
         if per_core || conc != 16 {
-            out.push(
-                Figure::new(
-                    name(format!("{prefix}{tag}_p99_c{conc}")),
-                    "µs",
-                    false,
-                    p99[ours],
-                )
-                .peer("nginx", p99[1])
-                .peer("haproxy", p99[haproxy]),
-            );
+            out.push(figure("_p99", "µs", false, p99));
         }
         out.push(
-            Figure::new(
-                name(format!("{prefix}{tag}_cpu_c{conc}")),
-                "µs CPU/req",
-                false,
-                cpu_us[ours],
-            )
-            .peer("nginx", cpu_us[1])
-            .peer("haproxy", cpu_us[haproxy])
-            .note("CPU time of the proxy's processes per request, user + system"),
+            figure("_cpu", "µs CPU/req", false, cpu_us)
+                .note("CPU time of the proxy's processes per request, user + system"),
         );
     }
     out
