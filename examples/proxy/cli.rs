@@ -124,10 +124,13 @@ pub fn parse(args: &[String]) -> std::result::Result<(Config, bool), String> {
             "--upstream-keep-alive" => config.upstream_keep_alive = millis(value)?,
             "--drain-timeout" => config.drain_timeout = millis(value)?,
             "--busy-poll" => {
-                config.busy_poll = Duration::from_micros(number(value)?);
-                if config.busy_poll > Duration::from_secs(1) {
-                    return Err("--busy-poll must be at most 1000000 (one second)".into());
-                }
+                let spin = Duration::from_micros(number(value)?);
+                // The library's own bound, said before any worker starts.
+                keepalive::Config::default()
+                    .with_busy_poll(spin)
+                    .validate()
+                    .map_err(|e| format!("--busy-poll {value}: {e}"))?;
+                config.busy_poll = spin;
             }
             _ => return Err(format!("unknown argument {flag:?}")),
         }
