@@ -1,8 +1,10 @@
 //! The system calls mio does not offer: bind before connect, a one-byte
 //! peek, random bits for the resolver, huge-page advice for the timer
-//! wheel, and the calling thread's count of preemptions for busy polling; and the checks of a Unix-domain path before mio connects to it. This is the only module with `unsafe`; each block is one libc call
-//! on a descriptor or buffer the call holds for its duration (its own, or
-//! one borrowed from the caller), with a `// SAFETY:` line.
+//! wheel, and the calling thread's count of preemptions for busy polling;
+//! and the checks of a Unix-domain path before mio connects to it. This is
+//! the only module with `unsafe`; each block is one libc call on a
+//! descriptor or buffer the call holds for its duration (its own, or one
+//! borrowed from the caller), with a `// SAFETY:` line.
 //!
 //! Sockets are created nonblocking and close-on-exec in one call
 //! (`SOCK_NONBLOCK | SOCK_CLOEXEC`), wrapped in an `OwnedFd` at once so that

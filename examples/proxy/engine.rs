@@ -143,7 +143,8 @@ pub struct Config {
     pub buffer: usize,
     /// How long a worker polls without sleeping after its last events
     /// ([`keepalive::Config::busy_poll`]): lower latency at low load for
-    /// up to a core of CPU per worker. Zero (the default): off.
+    /// up to a core of CPU per worker, CPU no other thread wanted (the spin
+    /// yields its core). Zero (the default): off.
     pub busy_poll: Duration,
     /// SIGTERM and SIGINT drain the proxy, SIGHUP is ignored: each worker
     /// registers them as a source of its reactor. Off by default: a

@@ -24,7 +24,7 @@
 //! | `--upstream-timeout MS` | 30 000 | end of a request to its response head: 504 |
 //! | `--upstream-keep-alive MS` | 30 000 | an idle pooled upstream connection |
 //! | `--drain-timeout MS` | 10 000 | on SIGTERM/SIGINT, requests in flight may finish within it |
-//! | `--busy-poll MICROSECONDS` | 0 (off) | a worker polls this long without sleeping after its last events: lower latency at low load, for up to a core of CPU per worker (HAProxy's `busy-polling`, bounded) |
+//! | `--busy-poll MICROSECONDS` | 0 (off) | a worker polls this long without sleeping after its last events: lower latency at low load, for up to a core of CPU per worker that no other thread wanted (HAProxy's `busy-polling`, bounded and yielding) |
 //!
 //! Signals: SIGTERM and SIGINT stop accepting, let the requests in flight
 //! finish (up to `--drain-timeout`), close idle clients and pooled
