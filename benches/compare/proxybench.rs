@@ -325,7 +325,7 @@ fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) 
             .iter()
             .map(|r| r.iter().map(|r| r.rps).collect())
             .collect();
-        let sides = SideFigures {
+        let measured = SideFigures {
             rps,
             p50,
             p99,
@@ -334,7 +334,7 @@ fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) 
             rounds_rps,
             cores: cores.clone(),
         };
-        out.extend(figures_for(per_core, conc, &sides));
+        out.extend(figures_for(per_core, conc, &measured));
     }
     drop((ours, ours_busy, placement));
     out
@@ -343,16 +343,8 @@ fn measure(settings: Settings, backend: &Nginx, threads: usize, per_core: bool) 
 /// The figures of one concurrency: ours beside nginx and HAProxy at their
 /// defaults, then ours busy-polling beside HAProxy busy-polling (and
 /// nginx, which cannot). Indices as in [`measure`]'s sides.
-fn figures_for(per_core: bool, conc: usize, sides: &SideFigures) -> Vec<Figure> {
-    let SideFigures {
-        rps,
-        p50,
-        p99,
-        cpu_us,
-        per_10k,
-        rounds_rps,
-        cores,
-    } = sides;
+fn figures_for(per_core: bool, conc: usize, m: &SideFigures) -> Vec<Figure> {
+    let (p50, per_10k, rounds) = (&m.p50, &m.per_10k, &m.rounds_rps);
     let prefix = if per_core { "proxy_core" } else { "proxy" };
     // Figure names are `&'static str`; a few leaked names per run.
     let name = |what: String| -> &'static str { what.leak() };
@@ -361,15 +353,16 @@ fn figures_for(per_core: bool, conc: usize, sides: &SideFigures) -> Vec<Figure> 
         let note = format!(
             "p50 µs: ours {:.0}, nginx {:.0}, haproxy {:.0}; upstream connections per 10 000 \
              requests: ours {:.2}, nginx {:.2}, haproxy {:.2}; round by round vs nginx {}, vs \
-             haproxy {}; CPUs: {cores}",
+             haproxy {}; CPUs: {}",
             p50[ours],
             p50[1],
             p50[haproxy],
             per_10k[ours],
             per_10k[1],
             per_10k[haproxy],
-            Paired::of(&rounds_rps[ours], &rounds_rps[1]),
-            Paired::of(&rounds_rps[ours], &rounds_rps[haproxy]),
+            Paired::of(&rounds[ours], &rounds[1]),
+            Paired::of(&rounds[ours], &rounds[haproxy]),
+            m.cores,
         );
         // Ours beside nginx and this pass's HAProxy, for one measure.
         let figure = |what: &str, unit: &'static str, higher_better: bool, v: &[f64]| {
@@ -382,14 +375,14 @@ fn figures_for(per_core: bool, conc: usize, sides: &SideFigures) -> Vec<Figure> 
             .peer("nginx", v[1])
             .peer("haproxy", v[haproxy])
         };
-        out.push(figure("", "req/s", true, rps).note(note));
+        out.push(figure("", "req/s", true, &m.rps).note(note));
         // p99 at 16 is in every per-core set; the two-worker set keeps
         // the figures it always had (c1 and c64).
         if per_core || conc != 16 {
-            out.push(figure("_p99", "µs", false, p99));
+            out.push(figure("_p99", "µs", false, &m.p99));
         }
         out.push(
-            figure("_cpu", "µs CPU/req", false, cpu_us)
+            figure("_cpu", "µs CPU/req", false, &m.cpu_us)
                 .note("CPU time of the proxy's processes per request, user + system"),
         );
     }
